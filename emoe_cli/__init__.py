@@ -1,0 +1,1 @@
+"""emoe: an experiment runner for Emergent Mixture-of-Experts."""

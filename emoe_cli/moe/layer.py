@@ -1,0 +1,102 @@
+"""The EMoE feed-forward layer: a dense FFN whose neurons are grouped into experts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emoe_cli.moe.routers import AvgKRouter
+
+
+@dataclass
+class DenseFFN:
+    """A model family's FFN in one canonical layout: `y = w2 · act(w1 x + b1) [⊙ w_up x] + b2`.
+
+    `w1` is [d_ff, d] (its rows are the keys), `w2` is [d, d_ff]. `w_up` is set for gated
+    (SwiGLU) FFNs, where `w1` is the gate projection.
+    """
+
+    w1: torch.Tensor
+    b1: torch.Tensor | None
+    w2: torch.Tensor
+    b2: torch.Tensor | None
+    act: nn.Module
+    dropout: nn.Module | None = None
+    w_up: torch.Tensor | None = None
+    b_up: torch.Tensor | None = None
+
+    @property
+    def d_ff(self) -> int:
+        return self.w1.shape[0]
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                      device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
+class EMoEFeedForward(nn.Module):
+    """Dense FFN split into `num_experts` equal experts; each token uses its `top_k` best.
+
+    Neurons are stored permuted so that every expert is a contiguous block; then EMoE is
+    the dense FFN with the activations of unselected blocks zeroed. Selected experts are
+    summed with weight 1 and `b2` is added once, so `top_k == num_experts` is exactly the
+    dense layer. `expert_of_neuron` keeps the original neuron order.
+    """
+
+    def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
+                 router: nn.Module | None = None) -> None:
+        super().__init__()
+        expert_of_neuron = expert_of_neuron.to(torch.long).cpu()
+        self.num_experts = int(expert_of_neuron.max()) + 1
+        self.expert_size = ffn.d_ff // self.num_experts
+        if not 1 <= top_k <= self.num_experts:
+            raise ValueError(f"top_k={top_k} must be between 1 and num_experts={self.num_experts}")
+        self.top_k = top_k
+        order = torch.argsort(expert_of_neuron, stable=True)
+        self.register_buffer("expert_of_neuron", expert_of_neuron)
+        self.register_buffer("neuron_order", order)
+        self.w1 = _linear(ffn.w1[order], None if ffn.b1 is None else ffn.b1[order])
+        self.w_up = None
+        if ffn.w_up is not None:
+            self.w_up = _linear(ffn.w_up[order], None if ffn.b_up is None else ffn.b_up[order])
+        self.w2 = _linear(ffn.w2[:, order], ffn.b2)
+        self.act = ffn.act
+        self.dropout = ffn.dropout
+        self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
+        self.refresh_router(initial=True)
+
+    def refresh_router(self, initial: bool = False) -> None:
+        """Recompute router keys from the current key rows (a no-op for trained routers)."""
+        if hasattr(self.router, "refresh"):
+            self.router.refresh(self.w1.weight, initial=initial)
+
+    def select_experts(self, x: torch.Tensor) -> torch.Tensor:
+        """Indices [tokens, top_k] of the experts each token uses."""
+        return self.router(x).topk(self.top_k, dim=-1).indices
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        shape = hidden_states.shape
+        x = hidden_states.reshape(-1, shape[-1])
+        h = self.act(self.w1(x))
+        if self.w_up is not None:
+            h = h * self.w_up(x)
+        if self.top_k < self.num_experts:
+            chosen = self.select_experts(x)
+            mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
+            mask.scatter_(1, chosen, 1.0)
+            h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
+        y = self.w2(h)
+        if self.dropout is not None:
+            y = self.dropout(y)
+        return y.view(*shape[:-1], y.shape[-1])
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"
