@@ -1,0 +1,35 @@
+"""Run a model over a split and score its predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from emoe_cli.evaluation.metrics import compute_metrics, score
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
+            desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (class ids, or values for regression) and labels, gathered across processes."""
+    model.eval()
+    predictions, labels = [], []
+    for batch in tqdm(loader, desc=desc, leave=False,
+                      disable=not accelerator.is_local_main_process):
+        logits = model(**batch).logits
+        guess = logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(dim=-1)
+        guess, truth = accelerator.gather_for_metrics((guess, batch["labels"]))
+        predictions.append(guess.float().cpu())
+        labels.append(truth.float().cpu())
+    return torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
+             metric_names, desc: str = "eval") -> dict:
+    """`{"metrics": {...}, "score": mean}` for one split."""
+    predictions, labels = predict(model, loader, accelerator, desc)
+    metrics = compute_metrics(metric_names, predictions, labels)
+    return {"metrics": metrics, "score": score(metrics), "num_examples": int(len(labels))}

@@ -1,0 +1,31 @@
+"""The readable table printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summary_table(record: dict[str, Any], results_path: str) -> str:
+    """ID and OOD metrics of the selected epoch, one row per split, then timing."""
+    rows = []
+    if record.get("id"):
+        rows.append((f"ID  {record['id']['split']}", record["id"]))
+    rows += [(f"OOD {name}", result) for name, result in record.get("ood", {}).items()]
+    names = sorted({m for _, result in rows for m in result["metrics"]})
+    header = ["split", "n", *names, "score"]
+    table = [header] + [
+        [label, str(result.get("num_examples", "")),
+         *(f"{result['metrics'][m]:.4f}" if m in result["metrics"] else "-" for m in names),
+         f"{result['score']:.4f}"]
+        for label, result in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    moe = record.get("moe_summary", "")
+    title = (f"{record['task']} · {record['model']} · {record['method']}{moe} · "
+             f"seed {record['seed']} · {record['status']}")
+    if record.get("best_epoch"):
+        title += f" · best epoch {record['best_epoch']}"
+    timing = "  ".join(f"{k} {v:.1f}s" for k, v in record["timing"].items())
+    return "\n".join([title, *lines, f"timing: {timing}", f"record: {results_path}"])

@@ -1,0 +1,89 @@
+"""`emoe-run`: compose the Hydra config, run one experiment, always leave a results.json.
+
+User errors (bad names, values, missing files) end the run with one line on stderr and a
+non-zero exit; any failure or Ctrl-C still writes the record with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from emoe_cli.config import check_group_choices
+from emoe_cli.errors import UserError
+from emoe_cli.records import RunRecord, save_record
+from emoe_cli.runner import method_name, run_experiment
+from emoe_cli.summary import summary_table
+from emoe_cli.tracking import start_tracker
+
+log = logging.getLogger("emoe")
+USER_ERROR_EXIT = 2
+
+
+def new_record(cfg: DictConfig) -> RunRecord:
+    record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
+                       seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
+    if cfg.moe.enabled:
+        record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
+                                       f"layers {cfg.moe.layers})")
+    return record
+
+
+def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> float | None:
+    """Run one experiment and record it; returns the ID score (for Hydra sweepers)."""
+    record = new_record(cfg)
+    tracker = None
+    exit_code = 0
+    try:
+        tracker = start_tracker(cfg.logger, record.config,
+                                name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
+                                tags=[record.task, record.method, record.model],
+                                output_dir=str(output_dir))
+        run_experiment(cfg, record, tracker)
+        record.status = "completed"
+    except UserError as error:
+        record.status, record.error, exit_code = "failed", str(error), USER_ERROR_EXIT
+        print(f"emoe-run: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        record.status, record.error, exit_code = "interrupted", "KeyboardInterrupt", 130
+        raise
+    except Exception as error:
+        record.status, exit_code = "failed", 1
+        record.error = f"{type(error).__name__}: {error}"
+        record.extra["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        path = save_record(record, output_dir)
+        if tracker is not None:
+            tracker.finish(exit_code=exit_code)
+        if record.status == "completed":
+            print(summary_table(record.to_dict(), str(path)))
+    if exit_code == USER_ERROR_EXIT and not multirun:
+        sys.exit(USER_ERROR_EXIT)
+    return record.id.get("score")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://emoe_cli.conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    return run(cfg, hydra_cfg.runtime.output_dir, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
+
+
+def cli() -> None:
+    """Console entry point: reject unknown presets in one line, then hand over to Hydra."""
+    problem = check_group_choices(sys.argv[1:])
+    if problem:
+        print(f"emoe-run: error: {problem}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    main()
+
+
+if __name__ == "__main__":
+    cli()
