@@ -26,6 +26,10 @@ def resolve_weights(name_or_path: str) -> str:
     return name_or_path
 
 
+def load_config(weights: str) -> transformers.PretrainedConfig:
+    return _load(transformers.AutoConfig, weights)
+
+
 def load_tokenizer(weights: str) -> transformers.PreTrainedTokenizerBase:
     tokenizer = _load(transformers.AutoTokenizer, weights)
     if tokenizer.pad_token is None:  # GPT-2 and LLaMA ship without one

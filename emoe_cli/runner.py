@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 
+import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -16,14 +18,16 @@ from emoe_cli.config import validate
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.evaluate import evaluate
-from emoe_cli.models import load_classifier, load_tokenizer, resolve_weights
+from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
 from emoe_cli.moe import emoefy
+from emoe_cli.moe.convert import check_fits
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
 
 log = logging.getLogger("emoe")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluation
 
 
 def method_name(cfg: DictConfig) -> str:
@@ -35,11 +39,18 @@ def method_name(cfg: DictConfig) -> str:
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
-    try:
+    with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
                split=cfg.moe.split, router_momentum=cfg.gate.momentum,
                normalize_router=cfg.gate.normalize)
+
+
+@contextmanager
+def moe_errors():
+    """Report the method's argument errors as user errors on the `moe` keys."""
+    try:
+        yield
     except ValueError as error:
         raise UserError(f"moe: {error}") from error
 
@@ -60,6 +71,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     set_seed(cfg.seed)
     weights = resolve_weights(cfg.model.name_or_path)
     record.extra["weights"] = weights
+    if cfg.moe.enabled:  # fail before any heavy work
+        with moe_errors():
+            check_fits(load_config(weights), cfg.moe.num_experts, cfg.moe.layers)
     tokenizer = load_tokenizer(weights)
     data = load_task_data(cfg.task, cfg.data, tokenizer, cfg.model.max_length)
     model = load_classifier(weights, cfg.task.num_labels, tokenizer)

@@ -57,6 +57,16 @@ def emoefy(
     return model
 
 
+def check_fits(model_config, num_experts: int, layers: str | int | Sequence[int]) -> None:
+    """Check `layers` and `num_experts` against a model's config before loading its weights."""
+    d_ff = (getattr(model_config, "intermediate_size", None)
+            or getattr(model_config, "n_inner", None) or 4 * model_config.hidden_size)
+    resolve_layers(layers, model_config.num_hidden_layers)
+    if d_ff % num_experts:
+        raise ValueError(f"num_experts={num_experts} does not divide the FFN size d_ff={d_ff}; "
+                         f"valid: a divisor of {d_ff}")
+
+
 def split_neurons(ffn: DenseFFN, num_experts: int, seed: int, split: str) -> torch.Tensor:
     """The expert of every intermediate neuron, in the original neuron order."""
     if split == "random":

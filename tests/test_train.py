@@ -1,0 +1,91 @@
+"""End-to-end runs on the real MiniLM weights and the real SST-2 / OOD data, kept tiny."""
+
+import json
+
+import pytest
+
+from emoe_cli import runner
+from emoe_cli.train import run
+from tests.helpers import compose_config
+
+TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
+        "data.max_eval_samples=16"]
+RECORD_KEYS = {"status", "task", "model", "method", "seed", "id", "ood", "epochs", "timing",
+               "config"}
+
+
+@pytest.fixture
+def tiny(shared_data, minilm_path):
+    return [*TINY, f"data.root={shared_data}"]
+
+
+def _record(path):
+    return json.loads((path / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_emoe_run_writes_the_contract_record(tiny, tmp_path, capsys):
+    score = run(compose_config(tiny), tmp_path)
+    record = _record(tmp_path)
+    assert RECORD_KEYS <= record.keys()
+    assert (record["status"], record["task"], record["model"], record["method"]) == (
+        "completed", "sst2", "minilm", "emoe")
+    assert record["id"]["split"] == "validation" and record["id"]["score"] == score
+    assert set(record["ood"]) == {"imdb", "yelp", "amazon"}
+    for result in [record["id"], *record["ood"].values()]:
+        assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+        assert result["score"] == result["metrics"]["accuracy"]
+        assert result["num_examples"] == 16
+    assert [e["epoch"] for e in record["epochs"]] == [1] and record["best_epoch"] == 1
+    assert set(record["timing"]) == {"convert", "train", "eval"}
+    assert record["config"]["moe"]["layers"] == [2, 4]  # resolved, not an interpolation
+    assert "ID  validation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
+    run(compose_config([*tiny, "moe=dense"]), tmp_path)
+    record = _record(tmp_path)
+    assert record["status"] == "completed" and record["method"] == "dense"
+    assert record["timing"]["convert"] < 0.01
+
+
+@pytest.mark.parametrize("override, message", [
+    ("moe.top_k=100", "moe.top_k=100 is invalid; valid: 1..moe.num_experts (64)"),
+    ("moe.num_experts=100", "num_experts=100 does not divide the FFN size d_ff=1536"),
+    ("trainer.lr=-1", "trainer.lr=-1 is invalid; valid: a positive number"),
+    ("trainer.precision=fp8", "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
+    ("data.root=/no/such/dir", "data.root='/no/such/dir' is invalid"),
+    ("moe.layers=[9]", "moe.layers entry 9 is out of range for a model with 6 layers"),
+])
+def test_user_errors_exit_with_one_line_and_a_failed_record(tiny, tmp_path, capsys, override,
+                                                            message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config([*tiny, override]), tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("emoe-run: error: ")]
+    assert len(lines) == 1 and message in lines[0]
+    record = _record(tmp_path)
+    assert record["status"] == "failed" and message in record["error"]
+
+
+def test_missing_data_file_is_named(minilm_path, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(SystemExit):
+        run(compose_config([*TINY, f"data.root={tmp_path / 'data'}"]), tmp_path)
+    assert "missing SST-2 file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, status", [(KeyboardInterrupt, "interrupted"),
+                                           (RuntimeError, "failed")])
+def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, error, status):
+    def boom(*args, **kwargs):
+        raise error("stopped mid-training")
+
+    monkeypatch.setattr(runner, "fit", boom)
+    with pytest.raises(error):
+        run(compose_config(tiny), tmp_path)
+    record = _record(tmp_path)
+    assert record["status"] == status and record["config"]["task"]["name"] == "sst2"
