@@ -37,8 +37,9 @@ def load_tokenizer(weights: str) -> transformers.PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_classifier(weights: str, num_labels: int,
-                    tokenizer: transformers.PreTrainedTokenizerBase) -> transformers.PreTrainedModel:
+def load_classifier(
+    weights: str, num_labels: int, tokenizer: transformers.PreTrainedTokenizerBase
+) -> transformers.PreTrainedModel:
     """A sequence classifier (num_labels = 1: regression) on top of the pre-trained body."""
     problem = "regression" if num_labels == 1 else "single_label_classification"
     model = _load(transformers.AutoModelForSequenceClassification, weights,

@@ -31,7 +31,7 @@ class FitResult:
 def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimizer:
     """AdamW over trainable parameters; biases and norms get no weight decay."""
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": trainer_cfg.weight_decay},
