@@ -57,7 +57,7 @@ def balanced_kmeans(
 
 
 def _kmeans_plus_plus(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeds (best of a few distance-drawn rows), on a sample so big layers stay cheap."""
+    """Greedy k-means++ seeds (best of a few drawn rows), on a sample so big layers stay cheap."""
     if len(points) > _SEED_SAMPLE:
         points = points[torch.randperm(len(points), generator=generator)[:_SEED_SAMPLE]]
     trials = 2 + int(math.log(k))
@@ -104,7 +104,7 @@ def _refine(
 def _marginal_gains(
     points: torch.Tensor, sq_rows: torch.Tensor, labels: torch.Tensor, sums: torch.Tensor
 ) -> torch.Tensor:
-    """Change of `|S_c|` if a row joins group `c` (own group: what it adds now), so rows can leave."""
+    """Change of `|S_c|` if a row joins group `c` (own group: what it adds), so rows can leave."""
     dots = points @ sums.T
     norms = sums.norm(dim=1)
     own_norms = norms[labels, None]
@@ -122,7 +122,7 @@ def _top_two(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def _update_prices(scores: torch.Tensor, prices: torch.Tensor, steps: int) -> torch.Tensor:
-    """Damped dual steps: move each price half-way to where exactly `n / k` rows prefer its group."""
+    """Damped dual steps: move each price half-way to where `n / k` rows prefer its group."""
     n, k = scores.shape
     size = n // k
     for _ in range(steps):

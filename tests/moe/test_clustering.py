@@ -46,6 +46,12 @@ def test_identical_rows_still_split_evenly():
     assert torch.bincount(labels, minlength=4).tolist() == [16] * 4
 
 
+def test_more_rows_than_the_seeding_sample_still_split_evenly():
+    x = F.normalize(torch.randn(2560, 8, generator=torch.Generator().manual_seed(6)), dim=-1)
+    labels = balanced_kmeans(x, 40, seed=0, max_iters=3)
+    assert torch.bincount(labels, minlength=40).tolist() == [64] * 40
+
+
 def test_other_seed_gives_another_split():
     x = F.normalize(torch.randn(256, 8, generator=torch.Generator().manual_seed(5)), dim=-1)
     assert not torch.equal(balanced_kmeans(x, 8, seed=0), balanced_kmeans(x, 8, seed=1))
