@@ -1,0 +1,81 @@
+"""Sentiment OOD sets for SST-2 (GLUE-X): IMDB, Yelp and Amazon reviews as polarity (1 positive)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import tarfile
+from pathlib import Path
+
+import datasets
+
+from emoe_cli.data import labels
+from emoe_cli.data.common import HubSpec, load_from_hub, require_file, split_file, to_dataset
+from emoe_cli.errors import DataError
+
+ONLY_TEST = {"test": "test"}
+IMDB_HUB = HubSpec("stanfordnlp/imdb", None, {"text": "text_a", "label": "label"})
+YELP_HUB = HubSpec("fancyzhx/yelp_polarity", None, {"text": "text_a", "label": "label"})
+AMAZON_HUB = HubSpec("fancyzhx/amazon_polarity", None, {"content": "text_a", "label": "label"})
+
+_IMDB_MEMBER = re.compile(r"aclImdb/test/(pos|neg)/\d+_\d+\.txt$")
+
+
+def read_imdb(split: str, root: Path | None) -> datasets.Dataset:
+    """IMDB movie reviews (test split), read from the original aclImdb archive."""
+    if root is None:
+        return load_from_hub(IMDB_HUB, split)
+    split_file(ONLY_TEST, split, "imdb")
+    path = require_file(root / "IMDB" / "aclImdb_test.tar.gz", "IMDB")
+    rows = []
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive:
+            match = _IMDB_MEMBER.search(member.name)
+            if match:
+                text = archive.extractfile(member).read().decode("utf-8")
+                rows.append({"text_a": text.replace("<br />", " "),
+                             "label": int(match.group(1) == "pos")})
+    rows.sort(key=lambda row: (row["label"], row["text_a"]))  # archive order is not stable
+    return to_dataset(rows, str(path))
+
+
+def read_yelp(split: str, root: Path | None) -> datasets.Dataset:
+    """Yelp reviews as polarity (1-2 stars negative, 4-5 positive, 3 dropped)."""
+    if root is None:
+        return load_from_hub(YELP_HUB, split)
+    split_file(ONLY_TEST, split, "yelp")
+    path = require_file(root / "yelp" / "test.csv", "Yelp")
+    rows = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            match = re.search(r"([\d.]+)", row.get("label2") or "")
+            if not match or not row.get("text"):
+                raise DataError(f"{path}:{line}: expected columns text,label1,label2 "
+                                f"with label2 like 'Review Stars: 4.0'")
+            label = labels.stars_to_polarity(float(match.group(1)))
+            if label is not None:
+                rows.append({"text_a": row["text"].strip(), "label": label})
+    return to_dataset(rows, str(path))
+
+
+_AMAZON_TEXT = re.compile(r"<review_text>\s*(.*?)\s*</review_text>", re.S)
+
+
+def read_amazon(split: str, root: Path | None) -> datasets.Dataset:
+    """Amazon product reviews (multi-domain: books, dvd, electronics, kitchen) as polarity."""
+    if root is None:
+        return load_from_hub(AMAZON_HUB, split)
+    split_file(ONLY_TEST, split, "amazon")
+    base = root / "amazon_multidomain"
+    files = sorted(base.glob("*/*.review"))
+    if not files:
+        raise DataError(f"data.root: missing Amazon files {base}/<domain>/{{positive,negative}}"
+                        ".review")
+    rows = []
+    for path in files:
+        if path.stem not in ("positive", "negative"):
+            continue
+        label = int(path.stem == "positive")
+        for text in _AMAZON_TEXT.findall(path.read_text(encoding="latin-1")):
+            rows.append({"text_a": " ".join(text.split()), "label": label})
+    return to_dataset(rows, str(base))
