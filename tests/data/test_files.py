@@ -1,0 +1,91 @@
+"""Bring-your-own data: a `source: file` task reads CSV / TSV / JSON / JSONL with a column map."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from emoe_cli.data.files import check_file_task, read_task_file
+from emoe_cli.errors import DataError, UserError
+
+
+def file_task(tmp_path, files, **overrides):
+    """A task config like conf/task/custom_example.yaml, pointing at files under tmp_path."""
+    config = {"name": "mine", "source": "file", "num_labels": 2, "metrics": ["accuracy"],
+              "train_split": "train", "eval_split": "validation",
+              "files": {split: str(tmp_path / name) for split, name in files.items()},
+              "columns": {"text_a": "review", "text_b": None, "label": "stars"},
+              "label_map": {1: 0, 2: 0, 3: None, 4: 1, 5: 1}, "ood": []}
+    config.update(overrides)
+    return OmegaConf.create(config)
+
+
+def test_csv_with_quotes_and_a_label_map(tmp_path):
+    (tmp_path / "train.csv").write_text('id,review,stars\n1,"Great, really",5\n2,meh,3\n'
+                                        '3,"said ""no""",1\n')
+    data = read_task_file(file_task(tmp_path, {"train": "train.csv"}), "train")
+    assert list(zip(data["text_a"], data["label"])) == [("Great, really", 1), ('said "no"', 0)]
+    assert data["text_b"] == [None, None]
+
+
+def test_tsv_pair_task_without_label_map(tmp_path):
+    (tmp_path / "dev.tsv").write_text("q\ts\ty\nWho?\tMe.\t1\nWhy?\tNo.\t0\n")
+    task = file_task(tmp_path, {"validation": "dev.tsv"}, label_map=None,
+                     columns={"text_a": "q", "text_b": "s", "label": "y"})
+    data = read_task_file(task, "validation")
+    assert data[0] == {"text_a": "Who?", "text_b": "Me.", "label": 1}
+
+
+def test_jsonl_and_json_array(tmp_path):
+    rows = [{"review": "good", "stars": 4}, {"review": "bad", "stars": 2.0}]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    (tmp_path / "b.json").write_text(json.dumps(rows))
+    task = file_task(tmp_path, {"train": "a.jsonl", "validation": "b.json"})
+    assert read_task_file(task, "train")["label"] == [1, 0]
+    assert read_task_file(task, "validation")["label"] == [1, 0]
+
+
+def test_regression_reads_numbers(tmp_path):
+    (tmp_path / "train.csv").write_text("review,stars\nok,3.5\nfine,-1\n")
+    task = file_task(tmp_path, {"train": "train.csv"}, num_labels=1, label_map=None)
+    data = read_task_file(task, "train")
+    assert data["label"] == [3.5, -1.0] and data.features["label"].dtype == "float32"
+
+
+@pytest.mark.parametrize("name, text, overrides, message", [
+    ("t.csv", "review,stars\nok,7\n", {},
+     r"t.csv:2: column 'stars' is '7', not a key of task.label_map; valid: 1, 2, 3, 4, 5"),
+    ("t.csv", "review,stars\nok,2\n", {"label_map": None},
+     r"t.csv:2: column 'stars' is '2'; valid: 0..1, or add a task.label_map"),
+    ("t.csv", "text,stars\nok,1\n", {}, r"t.csv:2: no column 'review'; columns: text, stars"),
+    ("t.jsonl", '{"review": "ok", "stars": 1}\n{"review": ""', {},
+     r"t.jsonl:2: not valid JSON"),
+    ("t.json", '[{"review": "ok", "stars": 1}, ["x"]]', {},
+     r"t.json: record 2: expected a JSON object"),
+    ("t.jsonl", '{"review": " ", "stars": 1}\n', {},
+     r"t.jsonl:1: empty or missing column 'review'"),
+])
+def test_malformed_records_name_file_and_place(tmp_path, name, text, overrides, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_task_file(file_task(tmp_path, {"train": name}, **overrides), "train")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"task.files.train: missing file .*nope.csv"):
+        read_task_file(file_task(tmp_path, {"train": "nope.csv"}), "train")
+
+
+@pytest.mark.parametrize("files, overrides, message", [
+    ({"train": "a.csv"}, {}, "task.eval_split='validation' has no entry in task.files; "
+                             "valid: train"),
+    ({"train": "a.csv", "validation": "b.xlsx"}, {},
+     r"task.files.validation='.*b.xlsx': unknown file type; valid endings: .csv, .tsv"),
+    ({"train": "a.csv", "validation": "b.csv"}, {"columns": {"text_a": "review"}},
+     "task.columns.label is missing"),
+    ({"train": "a.csv", "validation": "b.csv"}, {"label_map": {"good": 2}},
+     r"task.label_map\['good'\]=2 is invalid; valid: an id in 0..1 or null"),
+])
+def test_config_mistakes_are_user_errors(tmp_path, files, overrides, message):
+    with pytest.raises(UserError, match=message):
+        check_file_task(file_task(tmp_path, files, **overrides))
