@@ -90,6 +90,9 @@ def validate(cfg: DictConfig) -> None:
                  "an existing glue_data-style directory, or null for the hub")
     if cfg.moe.enabled:
         validate_moe(cfg)
+    elif cfg.gate.name != "avg_k":
+        raise UserError(f"gate={cfg.gate.name} needs experts to route to, but moe=dense has "
+                        "none; valid: moe=emoe (or drop the gate override)")
 
 
 def validate_moe(cfg: DictConfig) -> None:

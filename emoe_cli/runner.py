@@ -10,14 +10,15 @@ import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
 from emoe_cli.config import validate
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
-from emoe_cli.evaluation.evaluate import evaluate
+from emoe_cli.evaluation.evaluate import evaluate, predict
+from emoe_cli.evaluation.metrics import compute_metrics, score
 from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
@@ -42,8 +43,15 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, router_momentum=cfg.gate.momentum,
-               normalize_router=cfg.gate.normalize)
+               split=cfg.moe.split, **gate_options(cfg.gate))
+
+
+def gate_options(gate_cfg: DictConfig) -> dict:
+    """The router's own options: the gate config less what the runner itself reads."""
+    options = OmegaConf.to_container(gate_cfg, resolve=True)
+    for key in ("name", "method", "aux_loss_weight"):
+        options.pop(key, None)
+    return options
 
 
 @contextmanager
@@ -53,6 +61,15 @@ def moe_errors():
         yield
     except ValueError as error:
         raise UserError(f"moe: {error}") from error
+
+
+def evaluate_ood(model, loader, accelerator, metric_names, name, map_predictions=None) -> dict:
+    """Score one OOD set, mapping predicted classes into its labels first if needed (MNLI→HANS)."""
+    if map_predictions is None:
+        return evaluate(model, loader, accelerator, metric_names, desc=f"OOD {name}")
+    predictions, labels = predict(model, loader, accelerator, desc=f"OOD {name}")
+    metrics = compute_metrics(metric_names, map_predictions(predictions), labels)
+    return {"metrics": metrics, "score": score(metrics), "num_examples": int(len(labels))}
 
 
 def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
@@ -98,7 +115,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     metrics = list(cfg.task.metrics)
     result = fit(model, train_loader,
                  lambda: evaluate(model, id_loader, accelerator, metrics, desc="ID eval"),
-                 accelerator, cfg.trainer, tracker)
+                 accelerator, cfg.trainer, tracker,
+                 aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
@@ -106,7 +124,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     started = time.perf_counter()
     for name, split in data.ood.items():
         loader = accelerator.prepare(eval_loader(split))
-        record.ood[name] = evaluate(model, loader, accelerator, metrics, desc=f"OOD {name}")
+        record.ood[name] = evaluate_ood(model, loader, accelerator, metrics, name,
+                                        data.prediction_maps.get(name))
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
     tracker.summary({"id/score": record.id["score"],
                      **{f"ood/{k}/score": v["score"] for k, v in record.ood.items()}})

@@ -57,11 +57,13 @@ def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
     ("trainer.precision=fp8", "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
     ("data.root=/no/such/dir", "data.root='/no/such/dir' is invalid"),
     ("moe.layers=[9]", "moe.layers entry 9 is out of range for a model with 6 layers"),
+    ("moe=dense gate=learned", "gate=learned needs experts to route to, but moe=dense"),
+    ("gate=learned gate.init=bogus", "gate.init='bogus' is unknown; valid: keys, random"),
 ])
 def test_user_errors_exit_with_one_line_and_a_failed_record(tiny, tmp_path, capsys, override,
                                                             message):
     with pytest.raises(SystemExit) as exit_info:
-        run(compose_config([*tiny, override]), tmp_path)
+        run(compose_config([*tiny, *override.split()]), tmp_path)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -89,3 +91,13 @@ def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, erro
         run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
     assert record["status"] == status and record["config"]["task"]["name"] == "sst2"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gate, method", [("learned", "emoe_learn"), ("cosine", "gmoe")])
+def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method):
+    run(compose_config([*tiny, f"gate={gate}", "data.max_train_samples=16",
+                        "data.max_eval_samples=8", "task.ood=[yelp]"]), tmp_path)
+    record = _record(tmp_path)
+    assert (record["status"], record["method"]) == ("completed", method)
+    assert record["config"]["gate"]["aux_loss_weight"] == 0.01

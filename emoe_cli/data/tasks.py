@@ -1,23 +1,44 @@
-"""Assemble a task's data for one run: train, ID evaluation and OOD sets, tokenised."""
+"""Assemble a task's data for one run: train, ID evaluation and OOD sets, tokenised.
+
+A task config names a registered data set (`source: rte`) or `source: file` (bring your own
+files, see files.py). Its OOD sets are registered data sets, or for a file task also keys of
+`task.files`. An OOD set labelled in another space than the task's is scored through an
+explicit bridge (labels.BRIDGES): RTE on SNLI/SICK maps their gold labels to 2-way, MNLI on
+HANS maps the model's 3-way predictions to 2-way (`TaskData.prediction_maps`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from emoe_cli.data.sources import SOURCES, load_source
-from emoe_cli.errors import UserError
+from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read_task_file
+from emoe_cli.data.labels import Bridge, LabelSpace, bridge
+from emoe_cli.data.sources import SOURCES, check_root, load_source
+from emoe_cli.errors import DataError, UserError
+from emoe_cli.evaluation.metrics import METRICS
+
+log = logging.getLogger("emoe")
 
 
 @dataclass
 class TaskData:
-    """Tokenised splits: `ood` maps each OOD set's name to its data."""
+    """Tokenised splits: `ood` maps each OOD set's name to its data.
+
+    `prediction_maps` holds, for OOD sets scored in a coarser label space than the model
+    predicts (MNLI on HANS), the function that maps predicted class ids into that space.
+    """
 
     train: datasets.Dataset
     validation: datasets.Dataset
     ood: dict[str, datasets.Dataset]
+    prediction_maps: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
 
 
 def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
@@ -27,13 +48,96 @@ def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Datase
     return data.shuffle(seed=seed).select(range(limit))
 
 
-def check_task(task) -> None:
-    """Fail early, naming the key, if the task config refers to unknown data sets."""
-    for key, names in (("task.source", [task.source]), ("task.ood", list(task.ood))):
-        for name in names:
-            if name not in SOURCES:
-                raise UserError(f"{key}: unknown data set {name!r}; valid: "
-                                f"{', '.join(sorted(SOURCES))}")
+# --- checking the task config ---------------------------------------------------------------
+
+def check_task(task) -> dict[str, Bridge]:
+    """Fail early, naming the key, on a bad task config; return each OOD set's bridge."""
+    unknown = [name for name in task.metrics if name not in METRICS]
+    if unknown:
+        raise UserError(f"task.metrics: unknown metric {unknown[0]!r}; valid: "
+                        f"{', '.join(METRICS)}")
+    space = task_space(task)
+    return {name: ood_bridge(task, name, space) for name in task.ood}
+
+
+def task_space(task) -> LabelSpace | None:
+    """The label space of the task's source (None for a file task: the user defines it)."""
+    if is_file_task(task):
+        check_file_task(task)
+        return None
+    if task.source not in SOURCES:
+        raise UserError(f"task.source: unknown data set {task.source!r}; valid: "
+                        f"{', '.join(sorted(SOURCES))}, or {FILE_SOURCE} for your own files")
+    space = SOURCES[task.source].space
+    if task.num_labels != space.num_labels:
+        raise UserError(f"task.num_labels={task.num_labels} does not fit task.source="
+                        f"{task.source} ({space.describe()}); valid: {space.num_labels}")
+    return space
+
+
+def ood_bridge(task, name: str, space: LabelSpace | None) -> Bridge:
+    """How OOD set `name` is scored for this task, or a UserError listing the sets that fit."""
+    if is_file_task(task) and name in (task.get("files") or {}):
+        return Bridge()
+    if name not in SOURCES:
+        raise UserError(f"task.ood: unknown data set {name!r}; valid: "
+                        f"{', '.join(sorted(SOURCES))}")
+    ood_space = SOURCES[name].space
+    if space is None:  # a file task: only the number of classes can be checked
+        if ood_space.num_labels != task.num_labels:
+            raise UserError(f"task.ood: {name!r} has {ood_space.num_labels} label(s) "
+                            f"({ood_space.describe()}) but task.num_labels={task.num_labels}")
+        return Bridge()
+    found = bridge(space, ood_space)
+    if found is None:
+        fitting = [n for n, s in sorted(SOURCES.items()) if bridge(space, s.space) is not None]
+        raise UserError(f"task.ood: {name!r} ({ood_space.describe()}) cannot score a "
+                        f"{task.source} model ({space.describe()}); valid: {', '.join(fitting)}")
+    return found
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def read_split(task, split: str, root: str | Path | None) -> datasets.Dataset:
+    """A training or ID evaluation split: the task's files, or its registered data set."""
+    if is_file_task(task):
+        return read_task_file(task, split)
+    return load_source(task.source, split, root)
+
+
+def read_ood(task, name: str, root: str | Path | None, link: Bridge) -> datasets.Dataset:
+    """One OOD set in the task's label space (gold labels bridged where the bridge says so)."""
+    if is_file_task(task) and name in (task.get("files") or {}):
+        data = read_task_file(task, name)
+    else:
+        data = read_ood_source(name, root, [other for other in task.ood if other != name])
+    if link.gold is not None:
+        data = data.map(lambda batch: {"label": [link.gold(y) for y in batch["label"]]},
+                        batched=True)
+    return data
+
+
+def read_ood_source(name: str, root: str | Path | None,
+                    others: list[str] | None = None) -> datasets.Dataset:
+    """A registered OOD set: from data.root if its folder is there, else from the hub.
+
+    OOD sets are often not in a glue_data folder (HANS, SciTail, ...); reading those from the
+    hub lets a local GLUE copy and hub-only OOD sets be used together. `others` (the task's
+    other OOD sets) makes the error message suggest the override that drops this one.
+    """
+    source, local = SOURCES[name], check_root(root)
+    if local is None or (local / source.folder).is_dir():
+        return source.read(source.ood_split, local)
+    log.info("OOD set %s: no %s folder under data.root, reading it from the hub", name,
+             source.folder)
+    try:
+        return source.read(source.ood_split, None)
+    except DataError as error:
+        reason = type(error.__cause__).__name__ if error.__cause__ else error
+        without = f"task.ood=[{','.join(others or [])}]"
+        raise DataError(f"task.ood: {name!r} is neither under data.root ({local / source.folder} "
+                        f"does not exist) nor loadable from the hub ({reason}); add it there "
+                        f"or leave it out: {without}") from error
 
 
 def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
@@ -43,19 +147,20 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     Capped subsets depend on `data.subset_seed` only, so runs that differ in seed or method
     see the same examples.
     """
-    check_task(task)
+    bridges = check_task(task)
     root, seed = data_cfg.root, data_cfg.subset_seed
-    train = cap(load_source(task.source, task.train_split, root), data_cfg.max_train_samples,
-                seed)
-    validation = cap(load_source(task.source, task.eval_split, root),
-                     data_cfg.max_eval_samples, seed)
-    ood = {name: cap(load_source(name, "test", root), data_cfg.max_eval_samples, seed)
-           for name in task.ood}
+    train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
+    validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples, seed)
+    ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
+           for name, link in bridges.items()}
 
     def encode(data: datasets.Dataset) -> datasets.Dataset:
         return tokenize(data, tokenizer, max_length, float_labels=task.num_labels == 1)
 
-    return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()})
+    prediction_maps = {name: link.predictions for name, link in bridges.items()
+                       if link.predictions is not None}
+    return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
+                    prediction_maps)
 
 
 def tokenize(data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,

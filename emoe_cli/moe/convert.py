@@ -25,14 +25,14 @@ def emoefy(
     gate: str = "avg_k",
     seed: int = 0,
     split: str = "cluster",
-    router_momentum: float = 0.0,
-    normalize_router: bool = False,
+    **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
 
     Adds no parameters: experts are groups of the FFN's own neurons, found by balanced
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
-    ablation). Returns `model` for chaining.
+    ablation). `gate_options` go to the router (avg_k: momentum, normalize; learned: init,
+    noise; cosine: proj_dim, temperature, noise). Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
@@ -50,11 +50,18 @@ def emoefy(
                 f"layer {index}; valid: a divisor of {ffn.d_ff}"
             )
         expert_of_neuron = split_neurons(ffn, num_experts, seed, split)
-        router = ROUTERS[gate](num_experts, ffn.w1.shape[1], momentum=router_momentum,
-                               normalize=normalize_router)
+        router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
         adapter.install(blocks[index], moe)
     return model
+
+
+def make_router(gate: str, num_experts: int, hidden_size: int, options: dict) -> nn.Module:
+    """Build the `gate` router, naming any option it does not take."""
+    try:
+        return ROUTERS[gate](num_experts, hidden_size, **options)
+    except TypeError as error:
+        raise ValueError(f"gate={gate!r} got an option it does not take: {error}") from error
 
 
 def check_fits(model_config, num_experts: int, layers: str | int | Sequence[int]) -> None:

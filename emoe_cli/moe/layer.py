@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.routers import AvgKRouter
+from emoe_cli.moe.routers import AvgKRouter, load_balancing_loss
 
 
 @dataclass
@@ -48,7 +48,9 @@ class EMoEFeedForward(nn.Module):
     Neurons are stored permuted so that every expert is a contiguous block; then EMoE is
     the dense FFN with the activations of unselected blocks zeroed. Selected experts are
     summed with weight 1 and `b2` is added once, so `top_k == num_experts` is exactly the
-    dense layer. `expert_of_neuron` keeps the original neuron order.
+    dense layer. `expert_of_neuron` keeps the original neuron order. Trained routers
+    (`weighted = True`) weight experts by a softmax over the selected logits and leave a
+    load-balancing loss in `aux_loss` after each training forward.
     """
 
     def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
@@ -71,6 +73,10 @@ class EMoEFeedForward(nn.Module):
         self.act = ffn.act
         self.dropout = ffn.dropout
         self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
+        self.weighted = getattr(self.router, "weighted", False)
+        self.aux_loss: torch.Tensor | None = None
+        if hasattr(self.router, "initialise"):
+            self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
 
     def refresh_router(self, initial: bool = False) -> None:
@@ -78,9 +84,19 @@ class EMoEFeedForward(nn.Module):
         if hasattr(self.router, "refresh"):
             self.router.refresh(self.w1.weight, initial=initial)
 
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
+        logits = self.router(x)
+        top = logits.topk(self.top_k, dim=-1)
+        if not self.weighted:
+            return top.indices, torch.ones_like(top.values)
+        if self.training:
+            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), top.indices)
+        return top.indices, top.values.softmax(dim=-1)
+
     def select_experts(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [tokens, top_k] of the experts each token uses."""
-        return self.router(x).topk(self.top_k, dim=-1).indices
+        return self.route(x)[0]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape
@@ -88,10 +104,10 @@ class EMoEFeedForward(nn.Module):
         h = self.act(self.w1(x))
         if self.w_up is not None:
             h = h * self.w_up(x)
-        if self.top_k < self.num_experts:
-            chosen = self.select_experts(x)
+        if self.top_k < self.num_experts or self.weighted:
+            chosen, weights = self.route(x)
             mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
-            mask.scatter_(1, chosen, 1.0)
+            mask.scatter_(1, chosen, weights.to(h.dtype))
             h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
         y = self.w2(h)
         if self.dropout is not None:

@@ -39,4 +39,74 @@ class AvgKRouter(nn.Module):
         return x @ self.keys.to(x.dtype).t()
 
 
-ROUTERS = {"avg_k": AvgKRouter}
+
+
+class LearnedRouter(nn.Module):
+    """EMoE-learn: a trained linear router, initialised from the expert keys or at random.
+
+    Selected experts are weighted by a softmax over their logits, and the layer adds a
+    load-balancing loss, since a trained router can otherwise collapse onto few experts.
+    """
+
+    weighted = True
+
+    def __init__(self, num_experts: int, hidden_size: int, init: str = "keys",
+                 noise: float = 0.0) -> None:
+        super().__init__()
+        if init not in ("keys", "random"):
+            raise ValueError(f"gate.init={init!r} is unknown; valid: keys, random")
+        self.init, self.noise = init, noise
+        self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
+
+    @torch.no_grad()
+    def initialise(self, key_rows: torch.Tensor) -> None:
+        """Start from the avg-k keys (`init=keys`) or a small random matrix."""
+        if self.init == "keys":
+            self.weight.copy_(key_rows.reshape(self.weight.shape[0], -1, key_rows.shape[-1])
+                              .mean(dim=1))
+        else:
+            nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x @ self.weight.to(x.dtype).t()
+        if self.training and self.noise > 0:  # the original's exploration noise
+            logits = logits + torch.randn_like(logits) * self.noise
+        return logits
+
+
+class CosineRouter(LearnedRouter):
+    """GMoE-style: cosine similarity between a low-dimensional projection of the token and
+    learned expert embeddings, over a learned temperature."""
+
+    def __init__(self, num_experts: int, hidden_size: int, proj_dim: int = 256,
+                 temperature: float = 0.07, noise: float = 0.0) -> None:
+        super().__init__(num_experts, hidden_size, init="random", noise=noise)
+        proj_dim = min(proj_dim, hidden_size)
+        self.proj = nn.Linear(hidden_size, proj_dim, bias=False)
+        self.weight = nn.Parameter(torch.empty(num_experts, proj_dim))
+        self.log_temperature = nn.Parameter(torch.tensor(float(temperature)).log())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = F.normalize(self.proj(x), dim=-1)
+        experts = F.normalize(self.weight.to(x.dtype), dim=-1)
+        temperature = self.log_temperature.exp().clamp(min=0.01)
+        logits = tokens @ experts.t() / temperature
+        if self.training and self.noise > 0:
+            logits = logits + torch.randn_like(logits) * self.noise
+        return logits
+
+
+def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Switch-style balance loss: N · Σ_e (share of selections to e) · (mean prob of e).
+
+    Equals 1 when routing is uniform and grows as it concentrates.
+    """
+    num_experts = probs.shape[-1]
+    counts = torch.zeros(num_experts, device=probs.device, dtype=probs.dtype)
+    counts.scatter_add_(0, chosen.reshape(-1), torch.ones_like(chosen, dtype=probs.dtype)
+                        .reshape(-1))
+    share = counts / chosen.numel()
+    return num_experts * (share * probs.mean(dim=0)).sum()
+
+
+ROUTERS = {"avg_k": AvgKRouter, "learned": LearnedRouter, "cosine": CosineRouter}

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from emoe_cli.moe import attach_router_refresh
+from emoe_cli.moe import attach_router_refresh, emoe_modules
 from emoe_cli.tracking import NullTracker
 
 
@@ -40,9 +40,14 @@ def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimize
 
 
 def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callable[[], dict],
-        accelerator: Accelerator, trainer_cfg, tracker: NullTracker | None = None) -> FitResult:
-    """Train `model` (already prepared by `accelerator`); `evaluate_epoch` scores the ID split."""
+        accelerator: Accelerator, trainer_cfg, tracker: NullTracker | None = None,
+        aux_loss_weight: float = 0.0) -> FitResult:
+    """Train `model` (already prepared by `accelerator`); `evaluate_epoch` scores the ID split.
+
+    With `aux_loss_weight`, the trained routers' load-balancing losses join the task loss.
+    """
     tracker = tracker or NullTracker()
+    moe_layers = list(emoe_modules(accelerator.unwrap_model(model)))
     optimizer = build_optimizer(model, trainer_cfg)
     attach_router_refresh(optimizer, accelerator.unwrap_model(model))
     steps_per_epoch = math.ceil(len(train_loader) / trainer_cfg.gradient_accumulation_steps)
@@ -62,6 +67,8 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
         for batch in bar:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
+                if aux_loss_weight:
+                    loss = loss + aux_loss_weight * balance_loss(moe_layers)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and trainer_cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), trainer_cfg.max_grad_norm)
@@ -101,6 +108,11 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     if best_state is not None:
         accelerator.unwrap_model(model).load_state_dict(best_state)
     return result
+
+
+def balance_loss(moe_layers) -> torch.Tensor | float:
+    """Sum of the load-balancing losses the trained routers left in this forward."""
+    return sum(m.aux_loss for m in moe_layers if m.aux_loss is not None)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
