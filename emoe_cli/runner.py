@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import datasets
 import torch
@@ -24,11 +25,15 @@ from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
+from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
+from emoe_cli.training.sampler import EpochShuffleSampler
+from emoe_cli.training.signals import StopRequest
 
 log = logging.getLogger("emoe")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluation
+logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # a line per file
 
 
 def method_name(cfg: DictConfig) -> str:
@@ -80,7 +85,18 @@ def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)
 
 
-def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None) -> None:
+def checkpoint_store(cfg: DictConfig, record: RunRecord) -> CheckpointStore | None:
+    """The run's checkpoint folder (keyed by its identity, so the same command finds it)."""
+    if not cfg.trainer.checkpoint:
+        return None
+    store = CheckpointStore(Path(cfg.trainer.checkpoint_dir).absolute(), record.extra["identity"])
+    if not cfg.trainer.resume:
+        store.remove()
+    return store
+
+
+def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
+                   stop: StopRequest | None = None) -> None:
     """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it)."""
     tracker = tracker or NullTracker()
     validate(cfg)
@@ -93,6 +109,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
             check_fits(load_config(weights), cfg.moe.num_experts, cfg.moe.layers)
     tokenizer = load_tokenizer(weights)
     data = load_task_data(cfg.task, cfg.data, tokenizer, cfg.model.max_length)
+    if data.skipped_rows:
+        record.extra["skipped_rows"] = data.skipped_rows
     model = load_classifier(weights, cfg.task.num_labels, tokenizer)
 
     started = time.perf_counter()
@@ -101,10 +119,12 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     record.timing["convert"] = time.perf_counter() - started
 
     collate = DataCollatorWithPadding(tokenizer)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(data.train, batch_size=cfg.trainer.batch_size, shuffle=True,
-                              collate_fn=collate, generator=generator,
-                              num_workers=cfg.trainer.num_workers)
+    # Its own generator: starting an iterator then draws no numbers from the global RNG that
+    # dropout uses, so a run resumed mid-epoch repeats the uninterrupted run exactly.
+    train_loader = DataLoader(data.train, batch_size=cfg.trainer.batch_size,
+                              sampler=EpochShuffleSampler(len(data.train), cfg.seed),
+                              generator=torch.Generator().manual_seed(cfg.seed),
+                              collate_fn=collate, num_workers=cfg.trainer.num_workers)
 
     def eval_loader(split):
         return DataLoader(split, batch_size=cfg.trainer.eval_batch_size, collate_fn=collate,
@@ -113,10 +133,14 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     model, train_loader, id_loader = accelerator.prepare(model, train_loader,
                                                          eval_loader(data.validation))
     metrics = list(cfg.task.metrics)
+    checkpoints = checkpoint_store(cfg, record)
+    if checkpoints is not None and checkpoints.latest() is not None:
+        record.extra["resumed_from"] = str(checkpoints.latest())
     result = fit(model, train_loader,
                  lambda: evaluate(model, id_loader, accelerator, metrics, desc="ID eval"),
                  accelerator, cfg.trainer, tracker,
-                 aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0)
+                 aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0,
+                 checkpoints=checkpoints, stop=stop)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
@@ -127,5 +151,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         record.ood[name] = evaluate_ood(model, loader, accelerator, metrics, name,
                                         data.prediction_maps.get(name))
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
+    if checkpoints is not None and not cfg.trainer.keep_checkpoint:
+        checkpoints.remove()  # finished: nothing left to resume
     tracker.summary({"id/score": record.id["score"],
                      **{f"ood/{k}/score": v["score"] for k, v in record.ood.items()}})

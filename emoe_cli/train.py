@@ -1,12 +1,15 @@
 """`emoe-run`: compose the Hydra config, run one experiment, always leave a results.json.
 
-User errors (bad names, values, missing files) end the run with one line on stderr and a
-non-zero exit; any failure or Ctrl-C still writes the record with its status.
+User errors (bad names, values, missing files) and explained failures (a NaN loss) end the
+run with one line on stderr and a non-zero exit; SIGTERM or Ctrl-C save a checkpoint first;
+any failure still writes the record with its status.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,19 +20,27 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import check_group_choices
-from emoe_cli.errors import UserError
+from emoe_cli.errors import RunFailure, RunInterrupted, UserError
+from emoe_cli.identity import run_identity
 from emoe_cli.records import RunRecord, save_record
 from emoe_cli.runner import method_name, run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.tracking import start_tracker
+from emoe_cli.training.signals import StopRequest
 
 log = logging.getLogger("emoe")
 USER_ERROR_EXIT = 2
+
+# A few random hex digits in every output folder name, so two runs or sweeps started in the
+# same second never share a folder. Cached like Hydra's ${now:}, so a sweep's jobs agree.
+OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
+                                replace=True)
 
 
 def new_record(cfg: DictConfig) -> RunRecord:
     record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
                        seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
+    record.extra["identity"] = run_identity(record.config)
     if cfg.moe.enabled:
         record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
                                        f"layers {cfg.moe.layers})")
@@ -46,11 +57,19 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
-        run_experiment(cfg, record, tracker)
+        with StopRequest() as stop:
+            run_experiment(cfg, record, tracker, stop)
         record.status = "completed"
     except UserError as error:
         record.status, record.error, exit_code = "failed", str(error), USER_ERROR_EXIT
         print(f"emoe-run: error: {error}", file=sys.stderr)
+    except RunFailure as error:
+        record.status, record.error, exit_code = "failed", str(error), 1
+        print(f"emoe-run: run failed: {error}", file=sys.stderr)
+    except RunInterrupted as stopped:
+        record.status, record.error = "interrupted", str(stopped)
+        exit_code = 128 + getattr(signal, stopped.signal_name)
+        print(f"emoe-run: {stopped}", file=sys.stderr)
     except KeyboardInterrupt:
         record.status, record.error, exit_code = "interrupted", "KeyboardInterrupt", 130
         raise
@@ -65,8 +84,8 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
             tracker.finish(exit_code=exit_code)
         if record.status == "completed":
             print(summary_table(record.to_dict(), str(path)))
-    if exit_code == USER_ERROR_EXIT and not multirun:
-        sys.exit(USER_ERROR_EXIT)
+    if exit_code and (not multirun or record.status == "interrupted"):
+        sys.exit(exit_code)  # in a sweep, a stop request ends the sweep too
     return record.id.get("score")
 
 

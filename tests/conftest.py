@@ -64,3 +64,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm2_dir(minilm_path, tmp_path_factory) -> str:
+    """A local model folder: the first two real MiniLM layers with the real tokenizer."""
+    folder = tmp_path_factory.mktemp("minilm2")
+    config = transformers.AutoConfig.from_pretrained(minilm_path, num_hidden_layers=2)
+    transformers.AutoModel.from_pretrained(minilm_path, config=config).save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return str(folder)

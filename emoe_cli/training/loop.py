@@ -1,11 +1,12 @@
-"""The fine-tuning loop: AdamW, linear decay, evaluation after every epoch, best epoch kept."""
+"""The fine-tuning loop: AdamW, linear decay, evaluation after every epoch, best epoch kept,
+checkpoints to resume from, and a clean stop on SIGTERM or a NaN loss."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from accelerate import Accelerator
@@ -13,19 +14,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from emoe_cli.errors import RunInterrupted, TrainingDiverged
 from emoe_cli.moe import attach_router_refresh, emoe_modules
 from emoe_cli.tracking import NullTracker
+from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
+from emoe_cli.training.signals import StopRequest
 
-
-@dataclass
-class FitResult:
-    """Per-epoch history and the epoch whose ID score was best (its weights are loaded)."""
-
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_eval: dict | None = None
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
+log = logging.getLogger("emoe")
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimizer:
@@ -41,10 +36,13 @@ def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimize
 
 def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callable[[], dict],
         accelerator: Accelerator, trainer_cfg, tracker: NullTracker | None = None,
-        aux_loss_weight: float = 0.0) -> FitResult:
+        aux_loss_weight: float = 0.0, checkpoints: CheckpointStore | None = None,
+        stop: StopRequest | None = None) -> TrainingState:
     """Train `model` (already prepared by `accelerator`); `evaluate_epoch` scores the ID split.
 
-    With `aux_loss_weight`, the trained routers' load-balancing losses join the task loss.
+    With `checkpoints`, the state is saved after every epoch (and when `stop` is requested)
+    and an existing checkpoint is resumed from, ending with the metrics an uninterrupted run
+    would have. With `aux_loss_weight`, the routers' load-balancing losses join the task loss.
     """
     tracker = tracker or NullTracker()
     moe_layers = list(emoe_modules(accelerator.unwrap_model(model)))
@@ -57,57 +55,101 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
         optimizer, int(trainer_cfg.warmup_ratio * total_steps), total_steps)
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
 
-    result, best_state, stale, step = FitResult(), None, 0, 0
-    for epoch in range(num_epochs):
+    state = TrainingState()
+    accelerator.register_for_checkpointing(state)
+    if checkpoints is not None and (resumed := checkpoints.load(accelerator)) is not None:
+        log.info("resuming from %s: epoch %d, step %d", resumed, state.epoch + 1, state.step)
+    for epoch in range(state.epoch, num_epochs):
+        if state.finished:
+            break
         started = time.perf_counter()
         model.train()
-        losses = []
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False,
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)  # the order depends on (seed, epoch) only
+        batches = (accelerator.skip_first_batches(train_loader, state.batches_done)
+                   if state.batches_done else train_loader)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False,
+                   initial=state.batches_done, total=len(train_loader),
                    disable=not accelerator.is_local_main_process)
         for batch in bar:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if aux_loss_weight:
                     loss = loss + aux_loss_weight * balance_loss(moe_layers)
+                check_finite(loss, state, checkpoints)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and trainer_cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), trainer_cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses.append(loss.item())
+            state.epoch_losses.append(loss.item())
+            state.batches_done += 1
             if accelerator.sync_gradients:
-                step += 1
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                tracker.log({"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]},
-                            step=step)
-            if step >= total_steps:
+                state.step += 1
+                bar.set_postfix(loss=f"{state.epoch_losses[-1]:.4f}")
+                tracker.log({"train/loss": state.epoch_losses[-1],
+                             "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
+                if stop is not None and stop.requested:
+                    state.train_seconds += time.perf_counter() - started
+                    where = f"in epoch {epoch + 1} after step {state.step}"
+                    raise RunInterrupted(stop.signal_name, save_for_resume(checkpoints, where,
+                                                                           accelerator))
+            if state.step >= total_steps:
                 break
-        result.train_seconds += time.perf_counter() - started
+        bar.close()
+        state.train_seconds += time.perf_counter() - started
+        finish_epoch(state, epoch, model, evaluate_epoch, accelerator, trainer_cfg, tracker)
+        state.finished = state.finished or state.step >= total_steps
+        if checkpoints is not None:
+            checkpoints.save(accelerator)
+        if stop is not None and stop.requested:
+            raise RunInterrupted(stop.signal_name, f"after epoch {epoch + 1}, checkpoint saved")
 
-        started = time.perf_counter()
-        evaluation = evaluate_epoch()
-        result.eval_seconds += time.perf_counter() - started
-        entry = {"epoch": epoch + 1, "step": step,
-                 "train_loss": sum(losses) / max(len(losses), 1),
-                 "metrics": evaluation["metrics"], "score": evaluation["score"]}
-        result.epochs.append(entry)
-        tracker.log({"epoch": epoch + 1, "train/epoch_loss": entry["train_loss"],
-                     "id/score": entry["score"],
-                     **{f"id/{k}": v for k, v in entry["metrics"].items()}}, step=step)
-        if result.best_eval is None or evaluation["score"] > result.best_eval["score"]:
-            result.best_epoch, result.best_eval, stale = epoch + 1, evaluation, 0
-            best_state = _cpu_copy(accelerator.unwrap_model(model).state_dict())
-        else:
-            stale += 1
-        if trainer_cfg.early_stop_patience and stale >= trainer_cfg.early_stop_patience:
-            break
-        if step >= total_steps:
-            break
+    if state.best_state is not None:
+        accelerator.unwrap_model(model).load_state_dict(state.best_state)
+    return state
 
-    if best_state is not None:
-        accelerator.unwrap_model(model).load_state_dict(best_state)
-    return result
+
+def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accelerator,
+                 trainer_cfg, tracker) -> None:
+    """Evaluate, log, keep the best weights, decide on early stopping, reset the epoch."""
+    started = time.perf_counter()
+    evaluation = evaluate_epoch()
+    state.eval_seconds += time.perf_counter() - started
+    entry = {"epoch": epoch + 1, "step": state.step,
+             "train_loss": sum(state.epoch_losses) / max(len(state.epoch_losses), 1),
+             "metrics": evaluation["metrics"], "score": evaluation["score"]}
+    state.epochs.append(entry)
+    tracker.log({"epoch": epoch + 1, "train/epoch_loss": entry["train_loss"],
+                 "id/score": entry["score"],
+                 **{f"id/{k}": v for k, v in entry["metrics"].items()}}, step=state.step)
+    if state.best_eval is None or evaluation["score"] > state.best_eval["score"]:
+        state.best_epoch, state.best_eval, state.stale = epoch + 1, evaluation, 0
+        state.best_state = _cpu_copy(accelerator.unwrap_model(model).state_dict())
+    else:
+        state.stale += 1
+    patience = trainer_cfg.early_stop_patience
+    state.finished = bool(patience) and state.stale >= patience
+    state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
+
+
+def check_finite(loss: torch.Tensor, state: TrainingState,
+                 checkpoints: CheckpointStore | None) -> None:
+    """Stop at the first NaN/inf loss, before it reaches the weights, naming the step."""
+    if torch.isfinite(loss.detach()).all():
+        return
+    kept = checkpoints.latest() if checkpoints is not None else None
+    raise TrainingDiverged(
+        f"loss is {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}); "
+        + (f"last good checkpoint kept at {kept}" if kept else "no checkpoint was saved yet")
+        + "; try a lower trainer.lr or trainer.precision=fp32")
+
+
+def save_for_resume(checkpoints: CheckpointStore | None, where: str, accelerator) -> str:
+    if checkpoints is None:
+        return where + " (checkpoints off: nothing to resume from)"
+    return f"{where}, checkpoint saved to {checkpoints.save(accelerator)}"
 
 
 def balance_loss(moe_layers) -> torch.Tensor | float:
