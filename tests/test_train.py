@@ -58,7 +58,7 @@ def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
     ("data.root=/no/such/dir", "data.root='/no/such/dir' is invalid"),
     ("moe.layers=[9]", "moe.layers entry 9 is out of range for a model with 6 layers"),
     ("moe=dense gate=learned", "gate=learned needs experts to route to, but moe=dense"),
-    ("gate=learned gate.init=bogus", "gate.init='bogus' is unknown; valid: keys, random"),
+    ("gate=learned gate.init=bogus", "gate.init='bogus' is invalid; valid: keys, random"),
 ])
 def test_user_errors_exit_with_one_line_and_a_failed_record(tiny, tmp_path, capsys, override,
                                                             message):

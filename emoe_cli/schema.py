@@ -1,0 +1,168 @@
+"""Typed schemas for the config groups, with the range of every value.
+
+The YAML presets stay the place where defaults live; these dataclasses say what each value
+must be. A composed config is checked against them before any work starts, so a wrong type
+or an out-of-range number becomes one line naming the key, the value and what is valid.
+Keys a schema does not list are left to the code that reads them.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from emoe_cli.errors import UserError
+
+
+def check(description: str, test) -> dict:
+    """Field metadata: `test(value)` must hold, else the error says `description`."""
+    return {"valid": description, "test": test}
+
+
+def at_least(low: int) -> dict:
+    return check(f"an integer >= {low}", lambda v: v >= low)
+
+
+def positive() -> dict:
+    return check("a positive number", lambda v: v > 0)
+
+
+def unit_interval(upper_open: bool = False) -> dict:
+    bound = ")" if upper_open else "]"
+    return check(f"a number in [0, 1{bound}",
+                 lambda v: 0 <= v < 1 if upper_open else 0 <= v <= 1)
+
+
+def one_of(*choices: str) -> dict:
+    return check(", ".join(choices), lambda v: v in choices)
+
+
+def optional(meta: dict) -> dict:
+    return check(meta["valid"] + " or null", lambda v: v is None or meta["test"](v))
+
+
+@dataclass
+class TrainerSchema:
+    lr: float = field(default=2e-5, metadata=positive())
+    epochs: int = field(default=10, metadata=at_least(1))
+    max_steps: int | None = field(default=None, metadata=optional(at_least(1)))
+    batch_size: int = field(default=32, metadata=at_least(1))
+    eval_batch_size: int = field(default=128, metadata=at_least(1))
+    gradient_accumulation_steps: int = field(default=1, metadata=at_least(1))
+    weight_decay: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
+    warmup_ratio: float = field(default=0.0, metadata=unit_interval(upper_open=True))
+    max_grad_norm: float = field(default=1.0, metadata=check("a number >= 0 (0 = no clipping)",
+                                                             lambda v: v >= 0))
+    early_stop_patience: int = field(default=4, metadata=at_least(0))
+    precision: str = field(default="fp32", metadata=one_of("fp32", "bf16", "fp16"))
+    device: str = field(default="auto", metadata=one_of("auto", "cpu", "cuda"))
+    num_workers: int = field(default=0, metadata=at_least(0))
+    checkpoint: bool = True
+    checkpoint_dir: str = "outputs/checkpoints"
+    resume: bool = True
+    keep_checkpoint: bool = False
+
+
+@dataclass
+class DataSchema:
+    root: str | None = None
+    max_train_samples: int | None = field(default=None, metadata=optional(at_least(1)))
+    max_eval_samples: int | None = field(default=None, metadata=optional(at_least(1)))
+    subset_seed: int = 0
+
+
+@dataclass
+class ModelSchema:
+    name: str = "minilm"
+    name_or_path: str = ""
+    max_length: int = field(default=128, metadata=at_least(1))
+
+
+@dataclass
+class MoESchema:
+    enabled: bool = True
+    num_experts: int = field(default=64, metadata=at_least(1))
+    top_k: int = field(default=16, metadata=at_least(1))
+    layers: Any = None  # a list of block indices or a rule name: checked against the model
+    split: str = field(default="cluster", metadata=one_of("cluster", "random"))
+    cluster_seed: int = 0
+
+
+@dataclass
+class AvgKGateSchema:
+    momentum: float = field(default=0.0, metadata=unit_interval(upper_open=True))
+    normalize: bool = False
+
+
+@dataclass
+class LearnedGateSchema:
+    init: str = field(default="keys", metadata=one_of("keys", "random"))
+    noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
+    aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
+                                                                lambda v: v >= 0))
+
+
+@dataclass
+class CosineGateSchema:
+    proj_dim: int = field(default=256, metadata=at_least(1))
+    temperature: float = field(default=0.07, metadata=positive())
+    noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
+    aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
+                                                                lambda v: v >= 0))
+
+
+@dataclass
+class RunSchema:
+    seed: int = 0
+
+
+GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSchema,
+                 "moe": MoESchema}
+GATE_SCHEMAS = {"avg_k": AvgKGateSchema, "learned": LearnedGateSchema,
+                "cosine": CosineGateSchema}
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def check_schemas(cfg: DictConfig) -> None:
+    """Raise `UserError` for the first value of the wrong type or out of its range."""
+    check_node(cfg, "", RunSchema)
+    for group, schema in GROUP_SCHEMAS.items():
+        if group == "moe" and not cfg.moe.enabled:
+            continue  # moe=dense leaves the expert settings empty
+        if group in cfg:
+            check_node(cfg[group], f"{group}.", schema)
+    gate_schema = GATE_SCHEMAS.get(cfg.gate.get("name"))
+    if gate_schema is not None:
+        check_node(cfg.gate, "gate.", gate_schema)
+
+
+def check_node(node: DictConfig, prefix: str, schema: type) -> None:
+    """Type-check the keys of `node` that `schema` lists (through OmegaConf), then ranges."""
+    known = {f.name for f in fields(schema)}
+    values = {key: node[key] for key in known if key in node}
+    typed = OmegaConf.structured(schema)
+    for key, value in values.items():
+        try:
+            typed[key] = value
+        except OmegaConfBaseException:
+            expected = _expected_type(schema, key)
+            raise UserError(f"{prefix}{key}={value!r} is invalid; valid: {expected}") from None
+    instance = OmegaConf.to_object(typed)
+    for spec in fields(schema):
+        if spec.name not in values or "test" not in spec.metadata:
+            continue
+        value = getattr(instance, spec.name)
+        if not spec.metadata["test"](value):
+            raise UserError(f"{prefix}{spec.name}={values[spec.name]!r} is invalid; valid: "
+                            f"{spec.metadata['valid']}")
+
+
+def _expected_type(schema: type, key: str) -> str:
+    spec = next(f for f in fields(schema) if f.name == key)
+    if "valid" in spec.metadata:
+        return spec.metadata["valid"]
+    types = getattr(spec.type, "__args__", (spec.type,))
+    names = [TYPE_NAMES.get(t, "null" if t is type(None) else getattr(t, "__name__", str(t)))
+             for t in types]
+    return " or ".join(names)

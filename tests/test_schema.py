@@ -1,0 +1,56 @@
+"""Every kind of bad config value is caught before any work, in one line naming the key."""
+
+import pytest
+
+from emoe_cli.config import check_group_choices, validate
+from emoe_cli.errors import UserError
+from tests.helpers import compose_config
+
+BAD = [
+    # wrong types
+    ("trainer.lr=fast", "trainer.lr='fast' is invalid; valid: a positive number"),
+    ("trainer.epochs=1.5", "trainer.epochs=1.5 is invalid; valid: an integer >= 1"),
+    ("seed=abc", "seed='abc' is invalid; valid: an integer"),
+    ("trainer.resume=maybe", "trainer.resume='maybe' is invalid; valid: true or false"),
+    ("data.max_train_samples=all",
+     "data.max_train_samples='all' is invalid; valid: an integer >= 1 or null"),
+    # out-of-range numbers
+    ("trainer.epochs=0", "trainer.epochs=0 is invalid; valid: an integer >= 1"),
+    ("trainer.warmup_ratio=1.0", "trainer.warmup_ratio=1.0 is invalid; valid: a number in [0, 1)"),
+    ("trainer.max_grad_norm=-1", "trainer.max_grad_norm=-1 is invalid; valid: a number >= 0"),
+    ("gate.momentum=1.0", "gate.momentum=1.0 is invalid; valid: a number in [0, 1)"),
+    ("gate=cosine gate.temperature=0", "gate.temperature=0 is invalid; valid: a positive number"),
+    ("moe.num_experts=0", "moe.num_experts=0 is invalid; valid: an integer >= 1"),
+    # unknown choices
+    ("trainer.precision=fp8", "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
+    ("trainer.device=tpu", "trainer.device='tpu' is invalid; valid: auto, cpu, cuda"),
+    ("moe.split=halves", "moe.split='halves' is invalid; valid: cluster, random"),
+    ("gate.name=softmax", "gate='softmax' is invalid; valid: avg_k, cosine, learned"),
+    # missing files
+    ("data.root=/no/such/folder", "data.root='/no/such/folder' is invalid; valid: an existing"),
+    # incompatible combinations
+    ("moe.top_k=65", "moe.top_k=65 is invalid; valid: 1..moe.num_experts (64)"),
+    ("moe=dense gate=learned", "gate=learned needs experts to route to, but moe=dense"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_values_name_the_key_the_value_and_what_is_valid(overrides, message):
+    with pytest.raises(UserError) as error:
+        validate(compose_config(overrides.split()))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_shipped_presets_pass():
+    for overrides in ([], ["gate=learned"], ["gate=cosine"], ["moe=dense"],
+                      ["experiment=quickstart", "data.root=null"]):
+        validate(compose_config(overrides))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model=bert-huge", "model=bert-huge is unknown; valid: bert-base-cased"),
+    ("task=sst3", "task=sst3 is unknown; valid: cola"),
+    ("gate=topk", "gate=topk is unknown; valid: avg_k, cosine, learned"),
+])
+def test_unknown_presets_are_named_with_the_valid_ones(override, message):
+    assert message in check_group_choices([override])
