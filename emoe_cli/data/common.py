@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import datasets
 
-from emoe_cli.errors import DataError
+from emoe_cli.errors import DataError, UserError
 
 log = logging.getLogger("emoe")
 
@@ -62,6 +64,56 @@ def to_dataset(rows: list[dict], source: str, regression: bool = False) -> datas
     for row in rows:
         row.setdefault("text_b", None)
     return datasets.Dataset.from_list(rows, features=features(regression))
+
+
+BAD_ROW_POLICIES = ("error", "skip")
+
+
+@dataclass
+class BadRows:
+    """`error`: the first malformed row stops the run (file:line); `skip`: count and go on."""
+
+    policy: str = "error"
+    skipped: dict[str, int] = field(default_factory=dict)   # source file -> rows skipped
+    first: dict[str, str] = field(default_factory=dict)     # source file -> first bad row
+
+
+_bad_rows: ContextVar[BadRows | None] = ContextVar("bad_rows", default=None)
+
+
+@contextmanager
+def bad_rows_policy(policy: str) -> Iterator[BadRows]:
+    """Apply `policy` to every table read inside the block; yields the skip counts."""
+    if policy not in BAD_ROW_POLICIES:
+        raise UserError(f"task.bad_rows={policy!r} is invalid; valid: "
+                        f"{', '.join(BAD_ROW_POLICIES)}")
+    tally = BadRows(policy)
+    token = _bad_rows.set(tally)
+    try:
+        yield tally
+    finally:
+        _bad_rows.reset(token)
+
+
+def guarded_row(record: Mapping[str, Any], columns: Columns, parse_label: LabelParser,
+                where: str, source: str) -> dict | None:
+    """`canonical_row`, except that under the `skip` policy a malformed row is counted."""
+    try:
+        return canonical_row(record, columns, parse_label, where)
+    except DataError as error:
+        tally = _bad_rows.get()
+        if tally is None or tally.policy == "error":
+            raise
+        tally.skipped[source] = tally.skipped.get(source, 0) + 1
+        tally.first.setdefault(source, str(error))
+        return None
+
+
+def report_skipped(source: str) -> None:
+    tally = _bad_rows.get()
+    if tally is not None and tally.skipped.get(source):
+        log.warning("%s: skipped %d malformed rows (task.bad_rows=skip); first: %s", source,
+                    tally.skipped[source], tally.first[source])
 
 
 def canonical_row(record: Mapping[str, Any], columns: Columns, parse_label: LabelParser,
@@ -122,9 +174,10 @@ def read_table(path: Path, columns: Columns, parse_label: LabelParser, *,
             continue
         if keep is not None and not keep(record):
             continue
-        row = canonical_row(record, columns, parse_label, where)
+        row = guarded_row(record, columns, parse_label, where, str(path))
         if row is not None:
             rows.append(row)
+    report_skipped(str(path))
     if ragged:
         log.warning("%s: skipped %d rows with the wrong number of fields (first: %s)", path,
                     len(ragged), ragged[0])

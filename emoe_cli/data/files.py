@@ -16,7 +16,14 @@ from typing import Any
 
 import datasets
 
-from emoe_cli.data.common import Columns, LabelParser, canonical_row, table_records, to_dataset
+from emoe_cli.data.common import (
+    Columns,
+    LabelParser,
+    guarded_row,
+    report_skipped,
+    table_records,
+    to_dataset,
+)
 from emoe_cli.errors import DataError, UserError
 
 FILE_SOURCE = "file"
@@ -66,9 +73,10 @@ def read_task_file(task, split: str) -> datasets.Dataset:
     parse = label_parser(task.get("label_map"), task.num_labels)
     rows = []
     for where, record in records(path):
-        row = canonical_row(record, columns, parse, where)
+        row = guarded_row(record, columns, parse, where, str(path))
         if row is not None:
             rows.append(row)
+    report_skipped(str(path))
     return to_dataset(rows, str(path), regression=task.num_labels == 1)
 
 

@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read_task_file
 from emoe_cli.data.labels import Bridge, LabelSpace, bridge
 from emoe_cli.data.sources import SOURCES, check_root, load_source
@@ -39,6 +40,7 @@ class TaskData:
     validation: datasets.Dataset
     ood: dict[str, datasets.Dataset]
     prediction_maps: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    skipped_rows: dict[str, int] = field(default_factory=dict)  # task.bad_rows=skip: per file
 
 
 def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
@@ -149,10 +151,12 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     """
     bridges = check_task(task)
     root, seed = data_cfg.root, data_cfg.subset_seed
-    train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
-    validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples, seed)
-    ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
-           for name, link in bridges.items()}
+    with bad_rows_policy(task.get("bad_rows", "error")) as bad_rows:
+        train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
+        validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples,
+                         seed)
+        ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
+               for name, link in bridges.items()}
 
     def encode(data: datasets.Dataset) -> datasets.Dataset:
         return tokenize(data, tokenizer, max_length, float_labels=task.num_labels == 1)
@@ -160,7 +164,7 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     prediction_maps = {name: link.predictions for name, link in bridges.items()
                        if link.predictions is not None}
     return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
-                    prediction_maps)
+                    prediction_maps, skipped_rows=dict(bad_rows.skipped))
 
 
 def tokenize(data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,

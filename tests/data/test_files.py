@@ -5,6 +5,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.files import check_file_task, read_task_file
 from emoe_cli.errors import DataError, UserError
 
@@ -89,3 +90,30 @@ def test_missing_file_is_named(tmp_path):
 def test_config_mistakes_are_user_errors(tmp_path, files, overrides, message):
     with pytest.raises(UserError, match=message):
         check_file_task(file_task(tmp_path, files, **overrides))
+
+
+BAD_ROWS_CSV = "review,stars\ngood,5\n ,4\nbad,1\nodd,seven\nfine,4\n"
+
+
+def test_bad_rows_stop_the_run_at_the_first_with_file_and_line(tmp_path):
+    (tmp_path / "train.csv").write_text(BAD_ROWS_CSV)
+    task = file_task(tmp_path, {"train": "train.csv"})
+    with bad_rows_policy("error"), pytest.raises(DataError) as error:
+        read_task_file(task, "train")
+    assert f"{tmp_path / 'train.csv'}:3: empty or missing column 'review'" in str(error.value)
+
+
+def test_bad_rows_are_counted_and_skipped_when_the_task_says_so(tmp_path):
+    (tmp_path / "train.csv").write_text(BAD_ROWS_CSV)
+    task = file_task(tmp_path, {"train": "train.csv"})
+    with bad_rows_policy("skip") as tally:
+        data = read_task_file(task, "train")
+    assert data["text_a"] == ["good", "bad", "fine"] and data["label"] == [1, 0, 1]
+    assert tally.skipped == {str(tmp_path / "train.csv"): 2}
+    assert ":3:" in tally.first[str(tmp_path / "train.csv")]
+
+
+def test_an_unknown_bad_rows_policy_is_named():
+    with pytest.raises(UserError, match="task.bad_rows='ignore' is invalid; valid: error, skip"):
+        with bad_rows_policy("ignore"):
+            pass
