@@ -1,0 +1,49 @@
+"""Records survive concurrent writers, and parallel runs never share an output folder."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+
+from omegaconf import OmegaConf
+
+import emoe_cli.train  # noqa: F401  (registers the emoe_uid resolver)
+from emoe_cli.records import write_json_atomic
+
+
+def _write_many(path: str, writer: int, times: int) -> None:
+    for number in range(times):
+        write_json_atomic(path, {"writer": writer, "number": number, "pad": "x" * 20_000})
+
+
+def test_concurrent_writers_never_leave_a_torn_record(tmp_path):
+    path = tmp_path / "results.json"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_many, args=(str(path), w, 150)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    seen = set()
+    while any(p.is_alive() for p in writers):
+        if path.exists():
+            seen.add(json.loads(path.read_text())["writer"])  # always whole JSON
+    for process in writers:
+        process.join()
+        assert process.exitcode == 0
+    assert json.loads(path.read_text())["number"] == 149
+    assert not list(tmp_path.glob(".results.json.*"))  # no temp files left behind
+    assert seen <= {1, 2}
+
+
+def test_two_launches_in_the_same_second_get_different_folders():
+    code = ("import emoe_cli.train; from omegaconf import OmegaConf; "
+            "c = OmegaConf.create({'run': 'x_${emoe_uid:}', 'sweep': 'y_${emoe_uid:}'}); "
+            "print(c.run[2:], c.sweep[2:])")
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, check=True).stdout.split() for _ in range(2))
+    assert first[0] == first[1] and second[0] == second[1]  # one launch agrees with itself
+    assert first[0] != second[0]
+
+
+def test_the_folder_suffix_is_stable_within_a_config():
+    config = OmegaConf.create({"a": "${emoe_uid:}", "b": "${emoe_uid:}"})
+    assert config.a == config.b and len(config.a) == 4
