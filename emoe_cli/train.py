@@ -50,14 +50,14 @@ def new_record(cfg: DictConfig) -> RunRecord:
 def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> float | None:
     """Run one experiment and record it; returns the ID score (for Hydra sweepers)."""
     record = new_record(cfg)
-    tracker = None
+    tracker, stop = None, StopRequest()
     exit_code = 0
     try:
         tracker = start_tracker(cfg.logger, record.config,
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
-        with StopRequest() as stop:
+        with stop:
             run_experiment(cfg, record, tracker, stop)
         record.status = "completed"
     except UserError as error:
@@ -70,8 +70,8 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
         record.status, record.error = "interrupted", str(stopped)
         exit_code = 128 + getattr(signal, stopped.signal_name)
         print(f"emoe-run: {stopped}", file=sys.stderr)
-    except KeyboardInterrupt:
-        record.status, record.error, exit_code = "interrupted", "KeyboardInterrupt", 130
+    except (KeyboardInterrupt, SystemExit) as stopped:  # a second Ctrl-C, or a launcher's exit
+        record.status, record.error, exit_code = "interrupted", type(stopped).__name__, 130
         raise
     except Exception as error:
         record.status, exit_code = "failed", 1
@@ -84,6 +84,8 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
             tracker.finish(exit_code=exit_code)
         if record.status == "completed":
             print(summary_table(record.to_dict(), str(path)))
+    if record.status == "interrupted":
+        stop.pass_on()  # under submitit: requeue this job; it resumes from the checkpoint
     if exit_code and (not multirun or record.status == "interrupted"):
         sys.exit(exit_code)  # in a sweep, a stop request ends the sweep too
     return record.id.get("score")

@@ -116,3 +116,25 @@ def test_a_nan_loss_fails_the_run_with_the_step_and_keeps_the_checkpoint(small, 
     assert record["status"] == "failed" and record["error"].startswith("loss is nan at step")
     err = capsys.readouterr().err
     assert "Traceback" not in err and "emoe-run: run failed: loss is nan" in err
+
+
+@pytest.mark.slow
+def test_the_launchers_requeue_signal_checkpoints_then_reaches_the_launcher(small, tmp_path,
+                                                                            monkeypatch):
+    """Under submitit, SIGUSR2 means "about to be preempted": save, record, then requeue."""
+    calls = []
+
+    def launcher_requeue(number, frame):  # stands in for submitit's checkpoint_and_try_requeue
+        calls.append(json.loads((tmp_path / "run" / "results.json").read_text())["status"])
+
+    previous = signal.signal(signal.SIGUSR2, launcher_requeue)
+    try:
+        monkeypatch.setattr(train, "start_tracker",
+                            lambda *a, **k: SignalAtStep(3, signal.SIGUSR2))
+        with pytest.raises(SystemExit) as exit_info:
+            run(compose_config([*small, "trainer.epochs=1"]), tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert exit_info.value.code == 128 + signal.SIGUSR2
+    assert calls == ["interrupted"]  # the record was written before the launcher took over
+    assert list((tmp_path / "checkpoints").glob("*/last/complete"))
