@@ -103,5 +103,8 @@ def validate_moe(cfg: DictConfig) -> None:
              f"1..moe.num_experts ({moe.num_experts})")
     _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
     _require(moe.split in SPLITS, "moe.split", moe.split, ", ".join(SPLITS))
+    _require(isinstance(moe.receipt_tolerance, (int, float)) and moe.receipt_tolerance >= 0,
+             "moe.receipt_tolerance", moe.receipt_tolerance, "a number >= 0")
+    _positive_int(cfg, "moe.receipt_batch_size")
     _require(0.0 <= cfg.gate.get("momentum", 0.0) < 1.0, "gate.momentum",
              cfg.gate.get("momentum"), "a number in [0, 1)")

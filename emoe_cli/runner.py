@@ -22,6 +22,7 @@ from emoe_cli.evaluation.metrics import compute_metrics, score
 from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
+from emoe_cli.moe.receipt import conversion_receipt, model_outputs, probe_batch
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
@@ -95,12 +96,17 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     data = load_task_data(cfg.task, cfg.data, tokenizer, cfg.model.max_length)
     model = load_classifier(weights, cfg.task.num_labels, tokenizer)
 
+    collate = DataCollatorWithPadding(tokenizer)
     started = time.perf_counter()
-    if cfg.moe.enabled:
+    if cfg.moe.enabled:  # convert, then prove k = N still gives the dense outputs
+        probe = probe_batch(data.train, collate, cfg.moe.receipt_batch_size)
+        dense_outputs = model_outputs(model, probe)
         convert(model, cfg)
+        with moe_errors():
+            record.extra["conversion_receipt"] = conversion_receipt(
+                model, probe, dense_outputs, cfg.moe.receipt_tolerance).to_dict()
     record.timing["convert"] = time.perf_counter() - started
 
-    collate = DataCollatorWithPadding(tokenizer)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(data.train, batch_size=cfg.trainer.batch_size, shuffle=True,
                               collate_fn=collate, generator=generator,

@@ -75,6 +75,7 @@ class EMoEFeedForward(nn.Module):
         self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
         self.weighted = getattr(self.router, "weighted", False)
         self.aux_loss: torch.Tensor | None = None
+        self.use_all_experts = False  # set by `receipt.all_experts`: every token, weight 1
         if hasattr(self.router, "initialise"):
             self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
@@ -86,6 +87,9 @@ class EMoEFeedForward(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
+        if self.use_all_experts:
+            every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
+            return every, torch.ones(every.shape, dtype=x.dtype, device=x.device)
         logits = self.router(x)
         top = logits.topk(self.top_k, dim=-1)
         if not self.weighted:
