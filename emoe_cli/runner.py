@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import datasets
 import torch
@@ -22,7 +24,9 @@ from emoe_cli.evaluation.metrics import compute_metrics, score
 from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
+from emoe_cli.moe.export import export_dense
 from emoe_cli.moe.receipt import conversion_receipt, model_outputs, probe_batch
+from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
@@ -44,7 +48,8 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, **gate_options(cfg.gate))
+               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+               **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:
@@ -81,8 +86,12 @@ def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)
 
 
-def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None) -> None:
-    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it)."""
+def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
+                   output_dir: str | Path | None = None) -> None:
+    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it).
+
+    Saved or exported models go under `output_dir` (a temporary folder when None).
+    """
     tracker = tracker or NullTracker()
     validate(cfg)
     accelerator = build_accelerator(cfg.trainer)
@@ -127,11 +136,27 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
 
+    ood_loaders = {name: accelerator.prepare(eval_loader(split))
+                   for name, split in data.ood.items()}
+
+    def score_ood(net):
+        return {name: evaluate_ood(net, loader, accelerator, metrics, name,
+                                   data.prediction_maps.get(name))
+                for name, loader in ood_loaders.items()}
+
     started = time.perf_counter()
-    for name, split in data.ood.items():
-        loader = accelerator.prepare(eval_loader(split))
-        record.ood[name] = evaluate_ood(model, loader, accelerator, metrics, name,
-                                        data.prediction_maps.get(name))
+    record.ood = score_ood(model)
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
+    if cfg.moe.save_model:
+        record.extra["saved_model"] = str(save_emoe(accelerator.unwrap_model(model),
+                                                    output_dir / "model", tokenizer))
+    if cfg.moe.export_dense:  # reload with plain transformers and score it like the run
+        path = export_dense(accelerator.unwrap_model(model), output_dir / "dense_model", tokenizer)
+        dense = accelerator.prepare(load_classifier(str(path), cfg.task.num_labels, tokenizer))
+        record.extra["dense_export"] = {"path": str(path), "id": {
+            "split": cfg.task.eval_split,
+            **evaluate(dense, id_loader, accelerator, metrics, desc="dense ID")},
+            "ood": score_ood(dense)}
     tracker.summary({"id/score": record.id["score"],
                      **{f"ood/{k}/score": v["score"] for k, v in record.ood.items()}})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from emoe_cli.moe.adapters import adapter_for
+from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
@@ -25,14 +27,18 @@ def emoefy(
     gate: str = "avg_k",
     seed: int = 0,
     split: str = "cluster",
+    cluster_cache: str | Path | None = None,
+    assignments: Mapping[int, torch.Tensor] | None = None,
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
 
     Adds no parameters: experts are groups of the FFN's own neurons, found by balanced
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
-    ablation). `gate_options` go to the router (avg_k: momentum, normalize; learned: init,
-    noise; cosine: proj_dim, temperature, noise). Returns `model` for chaining.
+    ablation), cached under `cluster_cache` when given. `assignments` (block index →
+    expert_of_neuron) skips the split, e.g. when reloading a saved model. `gate_options` go
+    to the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
+    temperature, noise). Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
@@ -49,9 +55,13 @@ def emoefy(
                 f"num_experts={num_experts} does not divide the FFN size d_ff={ffn.d_ff} of "
                 f"layer {index}; valid: a divisor of {ffn.d_ff}"
             )
-        expert_of_neuron = split_neurons(ffn, num_experts, seed, split)
+        if assignments is not None and index in assignments:
+            expert_of_neuron = torch.as_tensor(assignments[index], dtype=torch.long)
+        else:
+            expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
         router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
+        moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
         adapter.install(blocks[index], moe)
     return model
 
@@ -72,6 +82,15 @@ def check_fits(model_config, num_experts: int, layers: str | int | Sequence[int]
     if d_ff % num_experts:
         raise ValueError(f"num_experts={num_experts} does not divide the FFN size d_ff={d_ff}; "
                          f"valid: a divisor of {d_ff}")
+
+
+def assign_experts(ffn: DenseFFN, num_experts: int, seed: int, split: str, index: int,
+                   cluster_cache: str | Path | None) -> torch.Tensor:
+    """`split_neurons`, read from / written to the cluster cache when one is given."""
+    if split != "cluster" or cluster_cache is None:
+        return split_neurons(ffn, num_experts, seed, split)
+    return cached_split(ffn.w1, num_experts, seed, index, cluster_cache,
+                        lambda: split_neurons(ffn, num_experts, seed, split))
 
 
 def split_neurons(ffn: DenseFFN, num_experts: int, seed: int, split: str) -> torch.Tensor:
