@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 
 from emoe_cli.errors import UserError
 from emoe_cli.moe.convert import SPLITS
-from emoe_cli.moe.routers import ROUTERS
+from emoe_cli.moe.receipt import MODES
+from emoe_cli.moe.routers import ROUTERS, SELECTIONS
 
 GROUPS = ("model", "task", "moe", "gate", "trainer", "logger", "experiment", "debug")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -81,6 +82,9 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "trainer.max_steps", allow_none=True)
     _positive_int(cfg, "data.max_train_samples", allow_none=True)
     _positive_int(cfg, "data.max_eval_samples", allow_none=True)
+    share = cfg.data.get("train_fraction", 1.0)
+    _require(isinstance(share, (int, float)) and 0 < share <= 1, "data.train_fraction", share,
+             "a number in (0, 1]")
     _require(trainer.precision in PRECISIONS, "trainer.precision", trainer.precision,
              ", ".join(PRECISIONS))
     _require(trainer.device in DEVICES, "trainer.device", trainer.device, ", ".join(DEVICES))
@@ -103,6 +107,9 @@ def validate_moe(cfg: DictConfig) -> None:
              f"1..moe.num_experts ({moe.num_experts})")
     _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
     _require(moe.split in SPLITS, "moe.split", moe.split, ", ".join(SPLITS))
+    _require(moe.selection in SELECTIONS, "moe.selection", moe.selection, ", ".join(SELECTIONS))
+    for key in ("train_as", "eval_as"):
+        _require(moe[key] in MODES, f"moe.{key}", moe[key], ", ".join(MODES))
     _require(isinstance(moe.receipt_tolerance, (int, float)) and moe.receipt_tolerance >= 0,
              "moe.receipt_tolerance", moe.receipt_tolerance, "a number >= 0")
     _positive_int(cfg, "moe.receipt_batch_size")

@@ -25,7 +25,7 @@ from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolv
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
-from emoe_cli.moe.receipt import conversion_receipt, model_outputs, probe_batch
+from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
@@ -37,10 +37,14 @@ datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluati
 
 
 def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation."""
+    """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
+    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`)."""
     if not cfg.moe.enabled:
         return "dense"
-    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
+    ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
+                 *(f"_{phase}_dense" for phase in ("train", "eval")
+                   if cfg.moe[f"{phase}_as"] == "dense")]
+    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "") + "".join(ablations)
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
@@ -49,7 +53,7 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
                split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
-               **gate_options(cfg.gate))
+               selection=cfg.moe.selection, **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:
@@ -128,10 +132,16 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     model, train_loader, id_loader = accelerator.prepare(model, train_loader,
                                                          eval_loader(data.validation))
     metrics = list(cfg.task.metrics)
-    result = fit(model, train_loader,
-                 lambda: evaluate(model, id_loader, accelerator, metrics, desc="ID eval"),
-                 accelerator, cfg.trainer, tracker,
-                 aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0)
+    train_as, eval_as = cfg.moe.get("train_as", "emoe"), cfg.moe.get("eval_as", "emoe")
+
+    def evaluate_id():
+        with expert_mode(model, eval_as):
+            return evaluate(model, id_loader, accelerator, metrics, desc="ID eval")
+
+    with expert_mode(model, train_as):
+        result = fit(model, train_loader, evaluate_id, accelerator, cfg.trainer, tracker,
+                     aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled
+                     else 0.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
@@ -145,7 +155,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                 for name, loader in ood_loaders.items()}
 
     started = time.perf_counter()
-    record.ood = score_ood(model)
+    with expert_mode(model, eval_as):
+        record.ood = score_ood(model)
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
     if cfg.moe.save_model:

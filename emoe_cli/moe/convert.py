@@ -14,7 +14,7 @@ from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.moe.routers import ROUTERS
+from emoe_cli.moe.routers import ROUTERS, SELECTIONS
 
 SPLITS = ("cluster", "random")
 
@@ -29,6 +29,7 @@ def emoefy(
     split: str = "cluster",
     cluster_cache: str | Path | None = None,
     assignments: Mapping[int, torch.Tensor] | None = None,
+    selection: str = "top",
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -36,7 +37,8 @@ def emoefy(
     Adds no parameters: experts are groups of the FFN's own neurons, found by balanced
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
     ablation), cached under `cluster_cache` when given. `assignments` (block index →
-    expert_of_neuron) skips the split, e.g. when reloading a saved model. `gate_options` go
+    expert_of_neuron) skips the split, e.g. when reloading a saved model. `selection` picks
+    which experts a token gets (`top`, the `other` N - k, `bottom`). `gate_options` go
     to the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
     temperature, noise). Returns `model` for chaining.
     """
@@ -46,6 +48,11 @@ def emoefy(
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
     if not 1 <= top_k <= num_experts:
         raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
+    if selection == "other" and top_k == num_experts:
+        raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
+                         f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
     for index in resolve_layers(layers, len(blocks)):
@@ -62,6 +69,7 @@ def emoefy(
         router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
+        moe.selection = selection
         adapter.install(blocks[index], moe)
     return model
 

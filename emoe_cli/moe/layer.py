@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.routers import AvgKRouter, load_balancing_loss
+from emoe_cli.moe.routers import AvgKRouter, load_balancing_loss, pick_experts
 
 
 @dataclass
@@ -76,6 +76,7 @@ class EMoEFeedForward(nn.Module):
         self.weighted = getattr(self.router, "weighted", False)
         self.aux_loss: torch.Tensor | None = None
         self.use_all_experts = False  # set by `receipt.all_experts`: every token, weight 1
+        self.selection = "top"  # or "other" / "bottom": the which-experts ablation
         if hasattr(self.router, "initialise"):
             self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
@@ -91,12 +92,12 @@ class EMoEFeedForward(nn.Module):
             every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
             return every, torch.ones(every.shape, dtype=x.dtype, device=x.device)
         logits = self.router(x)
-        top = logits.topk(self.top_k, dim=-1)
+        chosen, scores = pick_experts(logits, self.top_k, self.selection)
         if not self.weighted:
-            return top.indices, torch.ones_like(top.values)
+            return chosen, torch.ones_like(scores)
         if self.training:
-            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), top.indices)
-        return top.indices, top.values.softmax(dim=-1)
+            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
+        return chosen, scores.softmax(dim=-1)
 
     def select_experts(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [tokens, top_k] of the experts each token uses."""

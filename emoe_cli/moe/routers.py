@@ -96,6 +96,24 @@ class CosineRouter(LearnedRouter):
         return logits
 
 
+SELECTIONS = ("top", "other", "bottom")
+
+
+def pick_experts(logits: torch.Tensor, top_k: int,
+                 selection: str = "top") -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and logits of the experts each token gets: its `top_k` best (EMoE), the
+    `N - top_k` others, or its `top_k` worst (the paper's which-experts ablation)."""
+    if selection == "top":
+        picked = logits.topk(top_k, dim=-1)
+    elif selection == "other":  # everything outside the top-k = the bottom N - k
+        picked = logits.topk(logits.shape[-1] - top_k, dim=-1, largest=False)
+    elif selection == "bottom":
+        picked = logits.topk(top_k, dim=-1, largest=False)
+    else:
+        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
+    return picked.indices, picked.values
+
+
 def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Switch-style balance loss: N · Σ_e (share of selections to e) · (mean prob of e).
 

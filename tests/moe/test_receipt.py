@@ -62,3 +62,4 @@ def test_receipt_refuses_a_broken_conversion(minilm_slice):
         layer.w2.weight.copy_(layer.w2.weight.roll(1, dims=1))
     with pytest.raises(ValueError, match="above moe.receipt_tolerance=0.001"):
         conversion_receipt(minilm_slice, SENTENCE, dense_outputs, tolerance=1e-3)
+
