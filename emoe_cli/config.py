@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from emoe_cli.errors import UserError
-from emoe_cli.moe.convert import SPLITS
+from emoe_cli.moe.convert import SPLITS, check_routing
 from emoe_cli.moe.receipt import MODES
 from emoe_cli.moe.routers import ROUTERS, SELECTIONS
 
@@ -92,6 +92,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.data.root is not None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
+    noise = cfg.moe.get("noise_lambda", 0.0)
+    _require(isinstance(noise, (int, float)) and noise >= 0, "moe.noise_lambda", noise,
+             "a number >= 0 (0: no NoisyTune)")
     if cfg.moe.enabled:
         validate_moe(cfg)
     elif cfg.gate.name != "avg_k":
@@ -110,6 +113,10 @@ def validate_moe(cfg: DictConfig) -> None:
     _require(moe.selection in SELECTIONS, "moe.selection", moe.selection, ", ".join(SELECTIONS))
     for key in ("train_as", "eval_as"):
         _require(moe[key] in MODES, f"moe.{key}", moe[key], ", ".join(MODES))
+    try:
+        check_routing(cfg.gate.name, moe.select, cfg.gate.get("capacity_factor"))
+    except ValueError as error:
+        raise UserError(f"moe.select / gate.capacity_factor: {error}") from None
     _require(isinstance(moe.receipt_tolerance, (int, float)) and moe.receipt_tolerance >= 0,
              "moe.receipt_tolerance", moe.receipt_tolerance, "a number >= 0")
     _positive_int(cfg, "moe.receipt_batch_size")

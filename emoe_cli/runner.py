@@ -25,6 +25,7 @@ from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolv
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
+from emoe_cli.moe.noise import add_uniform_noise
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
@@ -38,12 +39,14 @@ datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluati
 
 def method_name(cfg: DictConfig) -> str:
     """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
-    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`)."""
+    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
+    for NoisyTune."""
     if not cfg.moe.enabled:
-        return "dense"
+        return "noisy" if cfg.moe.get("noise_lambda") else "dense"
     ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
                  *(f"_{phase}_dense" for phase in ("train", "eval")
-                   if cfg.moe[f"{phase}_as"] == "dense")]
+                   if cfg.moe[f"{phase}_as"] == "dense"),
+                 "_noisy" if cfg.moe.get("noise_lambda") else ""]
     return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "") + "".join(ablations)
 
 
@@ -53,13 +56,14 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
                split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
-               selection=cfg.moe.selection, **gate_options(cfg.gate))
+               selection=cfg.moe.selection, select=cfg.moe.select,
+               capacity_factor=cfg.gate.get("capacity_factor"), **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:
     """The router's own options: the gate config less what the runner itself reads."""
     options = OmegaConf.to_container(gate_cfg, resolve=True)
-    for key in ("name", "method", "aux_loss_weight"):
+    for key in ("name", "method", "aux_loss_weight", "capacity_factor"):
         options.pop(key, None)
     return options
 
@@ -108,6 +112,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     tokenizer = load_tokenizer(weights)
     data = load_task_data(cfg.task, cfg.data, tokenizer, cfg.model.max_length)
     model = load_classifier(weights, cfg.task.num_labels, tokenizer)
+    add_uniform_noise(model, cfg.moe.get("noise_lambda", 0.0), seed=cfg.seed)  # NoisyTune
 
     collate = DataCollatorWithPadding(tokenizer)
     started = time.perf_counter()

@@ -50,10 +50,13 @@ def test_run_records_receipt_saves_and_exports_dense(shared_data, minilm_path, t
     ("moe.train_as=sparse", "moe.train_as='sparse' is invalid; valid: emoe, dense"),
     ("moe.receipt_tolerance=-1", "moe.receipt_tolerance=-1 is invalid; valid: a number >= 0"),
     ("data.train_fraction=0", "data.train_fraction=0 is invalid; valid: a number in (0, 1]"),
+    ("moe=noisy moe.noise_lambda=-0.1", "moe.noise_lambda=-0.1 is invalid; valid: a number >= 0"),
+    ("gate=learned moe.select=inter", "select='inter' scores experts without a router"),
+    ("gate.capacity_factor=0", "capacity_factor=0 is invalid; valid: a number > 0 or null"),
 ])
 def test_bad_method_switches_are_one_line_errors(override, message, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        run(compose_config([*TINY, override]), tmp_path)
+        run(compose_config([*TINY, *override.split()]), tmp_path)
     assert message in capsys.readouterr().err
 
 
@@ -62,3 +65,5 @@ def test_method_names_mark_the_ablations():
     assert method_name(compose_config(["moe.train_as=dense", "moe.split=random"])) == \
         "emoe_random_train_dense"
     assert method_name(compose_config(["moe=dense"])) == "dense"
+    assert method_name(compose_config(["moe=noisy"])) == "noisy"
+    assert method_name(compose_config(["moe.noise_lambda=0.15"])) == "emoe_noisy"

@@ -14,7 +14,7 @@ from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.moe.routers import ROUTERS, SELECTIONS
+from emoe_cli.moe.routers import ROUTERS, SELECTIONS, SELECTS
 
 SPLITS = ("cluster", "random")
 
@@ -30,6 +30,8 @@ def emoefy(
     cluster_cache: str | Path | None = None,
     assignments: Mapping[int, torch.Tensor] | None = None,
     selection: str = "top",
+    select: str = "gate",
+    capacity_factor: float | None = None,
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -38,7 +40,9 @@ def emoefy(
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
     ablation), cached under `cluster_cache` when given. `assignments` (block index →
     expert_of_neuron) skips the split, e.g. when reloading a saved model. `selection` picks
-    which experts a token gets (`top`, the `other` N - k, `bottom`). `gate_options` go
+    which experts a token gets (`top`, the `other` N - k, `bottom`); `select` what scores
+    them for avg_k (see `activation_scores`); `capacity_factor` drops tokens beyond each
+    expert's capacity (None: dropless). `gate_options` go
     to the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
     temperature, noise). Returns `model` for chaining.
     """
@@ -53,6 +57,7 @@ def emoefy(
     if selection == "other" and top_k == num_experts:
         raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
                          f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
+    check_routing(gate, select, capacity_factor)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
     for index in resolve_layers(layers, len(blocks)):
@@ -69,9 +74,20 @@ def emoefy(
         router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
-        moe.selection = selection
+        moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor
         adapter.install(blocks[index], moe)
     return model
+
+
+def check_routing(gate: str, select: str, capacity_factor: float | None) -> None:
+    if select not in SELECTS:
+        raise ValueError(f"select={select!r} is unknown; valid: {', '.join(SELECTS)}")
+    if select != "gate" and gate != "avg_k":
+        raise ValueError(f"select={select!r} scores experts without a router, so it needs "
+                         f"gate='avg_k' (got {gate!r}); valid with {gate!r}: gate")
+    if capacity_factor is not None and not capacity_factor > 0:
+        raise ValueError(f"capacity_factor={capacity_factor!r} is invalid; valid: a number > 0 "
+                         "or null (dropless)")
 
 
 def make_router(gate: str, num_experts: int, hidden_size: int, options: dict) -> nn.Module:

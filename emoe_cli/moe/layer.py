@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.routers import AvgKRouter, load_balancing_loss, pick_experts
+from emoe_cli.moe.routers import (
+    AvgKRouter,
+    activation_scores,
+    drop_over_capacity,
+    load_balancing_loss,
+    pick_experts,
+)
 
 
 @dataclass
@@ -77,6 +83,8 @@ class EMoEFeedForward(nn.Module):
         self.aux_loss: torch.Tensor | None = None
         self.use_all_experts = False  # set by `receipt.all_experts`: every token, weight 1
         self.selection = "top"  # or "other" / "bottom": the which-experts ablation
+        self.select = "gate"  # what scores experts: the router, or see `activation_scores`
+        self.capacity_factor: float | None = None  # None: dropless
         if hasattr(self.router, "initialise"):
             self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
@@ -91,13 +99,18 @@ class EMoEFeedForward(nn.Module):
         if self.use_all_experts:
             every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
             return every, torch.ones(every.shape, dtype=x.dtype, device=x.device)
-        logits = self.router(x)
+        logits = (self.router(x) if self.select == "gate"
+                  else activation_scores(self, x, self.select))
         chosen, scores = pick_experts(logits, self.top_k, self.selection)
         if not self.weighted:
-            return chosen, torch.ones_like(scores)
-        if self.training:
-            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
-        return chosen, scores.softmax(dim=-1)
+            weights = torch.ones_like(scores)
+        else:
+            if self.training:
+                self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
+            weights = scores.softmax(dim=-1)
+        if self.capacity_factor is not None:  # dropped pairs keep weight 0
+            weights = drop_over_capacity(chosen, weights, self.num_experts, self.capacity_factor)
+        return chosen, weights
 
     def select_experts(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [tokens, top_k] of the experts each token uses."""

@@ -24,7 +24,7 @@ SPEC_FILE = "emoe.json"
 ROUTERS_FILE = "emoe_routers.safetensors"
 FORMAT_VERSION = 1
 # Routing settings copied from each layer when present (ablation switches).
-ROUTING_SETTINGS = ("selection", "capacity_factor")
+ROUTING_SETTINGS = ("selection", "select", "capacity_factor")
 
 
 def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
