@@ -106,13 +106,17 @@ def validate_moe(cfg: DictConfig) -> None:
     moe = cfg.moe
     _positive_int(cfg, "moe.num_experts")
     _positive_int(cfg, "moe.top_k")
-    _require(moe.top_k <= moe.num_experts, "moe.top_k", moe.top_k,
-             f"1..moe.num_experts ({moe.num_experts})")
+    repeat = cfg.gate.get("expert_repeat", 1)
+    _require(moe.top_k <= moe.num_experts * repeat, "moe.top_k", moe.top_k,
+             f"1..moe.num_experts ({moe.num_experts})"
+             + (f" x gate.expert_repeat ({repeat})" if repeat != 1 else ""))
     _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
     _require(moe.split in SPLITS, "moe.split", moe.split, ", ".join(SPLITS))
     _require(moe.selection in SELECTIONS, "moe.selection", moe.selection, ", ".join(SELECTIONS))
     for key in ("train_as", "eval_as"):
         _require(moe[key] in MODES, f"moe.{key}", moe[key], ", ".join(MODES))
+    _require(not (moe.export_dense and repeat > 1), "moe.export_dense", moe.export_dense,
+             "false with gate.expert_repeat > 1 (expert copies have no dense layout)")
     try:
         check_routing(cfg.gate.name, moe.select, cfg.gate.get("capacity_factor"))
     except ValueError as error:

@@ -57,13 +57,14 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
                split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
                selection=cfg.moe.selection, select=cfg.moe.select,
-               capacity_factor=cfg.gate.get("capacity_factor"), **gate_options(cfg.gate))
+               capacity_factor=cfg.gate.get("capacity_factor"),
+               expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:
     """The router's own options: the gate config less what the runner itself reads."""
     options = OmegaConf.to_container(gate_cfg, resolve=True)
-    for key in ("name", "method", "aux_loss_weight", "capacity_factor"):
+    for key in ("name", "method", "aux_loss_weight", "capacity_factor", "expert_repeat"):
         options.pop(key, None)
     return options
 

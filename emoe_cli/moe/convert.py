@@ -32,6 +32,7 @@ def emoefy(
     selection: str = "top",
     select: str = "gate",
     capacity_factor: float | None = None,
+    expert_repeat: int = 1,
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -42,21 +43,25 @@ def emoefy(
     expert_of_neuron) skips the split, e.g. when reloading a saved model. `selection` picks
     which experts a token gets (`top`, the `other` N - k, `bottom`); `select` what scores
     them for avg_k (see `activation_scores`); `capacity_factor` drops tokens beyond each
-    expert's capacity (None: dropless). `gate_options` go
-    to the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
+    expert's capacity (None: dropless). `expert_repeat` > 1 is GMoE's option: every expert
+    is copied that many times (new parameters; trained gates only). `gate_options` go to
+    the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
     temperature, noise). Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
-    if not 1 <= top_k <= num_experts:
-        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
+    check_repeat(gate, expert_repeat)
+    total = num_experts * expert_repeat
+    if not 1 <= top_k <= total:
+        copies = f" x expert_repeat={expert_repeat}" if expert_repeat > 1 else ""
+        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}{copies}")
     if selection not in SELECTIONS:
         raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
-    if selection == "other" and top_k == num_experts:
+    if selection == "other" and top_k == total:
         raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
-                         f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
+                         f"the top-k, none when top_k={top_k}; valid: top_k < {total}")
     check_routing(gate, select, capacity_factor)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
@@ -71,12 +76,39 @@ def emoefy(
             expert_of_neuron = torch.as_tensor(assignments[index], dtype=torch.long)
         else:
             expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
-        router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
+        ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
+        router = make_router(gate, total, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
+        moe.expert_repeat = expert_repeat
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
         moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor
         adapter.install(blocks[index], moe)
     return model
+
+
+def check_repeat(gate: str, expert_repeat: int) -> None:
+    if not isinstance(expert_repeat, int) or expert_repeat < 1:
+        raise ValueError(f"expert_repeat={expert_repeat!r} is invalid; valid: an integer >= 1")
+    if expert_repeat > 1 and not getattr(ROUTERS[gate], "weighted", False):
+        raise ValueError(f"expert_repeat={expert_repeat} makes identical copies that gate="
+                         f"{gate!r} would score alike; valid: a trained gate (cosine, learned)")
+
+
+def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
+                   repeat: int) -> tuple[DenseFFN, torch.Tensor]:
+    """GMoE's expert repeat: `repeat` copies of every expert, copy r of expert e numbered
+    e + r·N. Copies start equal and drift apart in training; with N = 1 every expert is
+    a copy of the whole FFN, as GMoE builds them."""
+    if repeat == 1:
+        return ffn, expert_of_neuron
+
+    def tile(tensor: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
+        return None if tensor is None else torch.cat([tensor.detach()] * repeat, dim=dim)
+
+    copies = DenseFFN(w1=tile(ffn.w1), b1=tile(ffn.b1), w2=tile(ffn.w2, dim=1), b2=ffn.b2,
+                      act=ffn.act, dropout=ffn.dropout, w_up=tile(ffn.w_up), b_up=tile(ffn.b_up))
+    num_experts = int(expert_of_neuron.max()) + 1
+    return copies, torch.cat([expert_of_neuron + r * num_experts for r in range(repeat)])
 
 
 def check_routing(gate: str, select: str, capacity_factor: float | None) -> None:

@@ -81,7 +81,8 @@ class EMoEFeedForward(nn.Module):
         self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
         self.weighted = getattr(self.router, "weighted", False)
         self.aux_loss: torch.Tensor | None = None
-        self.use_all_experts = False  # set by `receipt.all_experts`: every token, weight 1
+        self.use_all_experts = False  # set by `receipt.all_experts`: every token, every expert
+        self.expert_repeat = 1  # copies of each expert (GMoE); all-experts weights are 1/copies
         self.selection = "top"  # or "other" / "bottom": the which-experts ablation
         self.select = "gate"  # what scores experts: the router, or see `activation_scores`
         self.capacity_factor: float | None = None  # None: dropless
@@ -98,7 +99,8 @@ class EMoEFeedForward(nn.Module):
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
         if self.use_all_experts:
             every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
-            return every, torch.ones(every.shape, dtype=x.dtype, device=x.device)
+            return every, torch.full(every.shape, 1.0 / self.expert_repeat, dtype=x.dtype,
+                                     device=x.device)
         logits = (self.router(x) if self.select == "gate"
                   else activation_scores(self, x, self.select))
         chosen, scores = pick_experts(logits, self.top_k, self.selection)

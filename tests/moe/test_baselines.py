@@ -1,10 +1,13 @@
 """NoisyTune, the capacity factor and the gated-FFN `select` options."""
 
+import copy
+
 import pytest
 import torch
 
-from emoe_cli.moe import emoe_modules, emoefy
+from emoe_cli.moe import emoe_modules, emoefy, export_dense, load_emoe, save_emoe
 from emoe_cli.moe.noise import add_uniform_noise
+from emoe_cli.moe.receipt import all_experts, model_outputs
 from emoe_cli.moe.routers import drop_over_capacity
 from tests.conftest import tiny_bert, tiny_llama
 
@@ -75,3 +78,39 @@ def test_select_options_are_checked():
         emoefy(tiny_llama(), num_experts=8, top_k=2, select="mean")
     with pytest.raises(ValueError, match="capacity_factor=0 is invalid"):
         emoefy(tiny_bert(), num_experts=8, top_k=2, capacity_factor=0)
+
+
+def test_gmoe_copies_of_the_whole_ffn_start_as_the_dense_model(tmp_path):
+    dense = tiny_bert()
+    inputs = {"input_ids": torch.randint(1, 100, (2, 12),
+                                         generator=torch.Generator().manual_seed(0))}
+    expected = model_outputs(dense, inputs)
+    count = sum(p.numel() for p in dense.parameters())
+    gmoe = emoefy(copy.deepcopy(dense), num_experts=1, top_k=2, layers=[1], gate="cosine",
+                  proj_dim=8, expert_repeat=4)
+    layer = next(emoe_modules(gmoe))
+    assert layer.num_experts == 4 and layer.w1.weight.shape == (4 * 64, 32)
+    assert sum(p.numel() for p in gmoe.parameters()) > count + 3 * 2 * 64 * 32
+    # identical copies, softmax weights summing to 1: the dense FFN until training
+    torch.testing.assert_close(model_outputs(gmoe, inputs), expected, atol=1e-5, rtol=0)
+    with all_experts(gmoe):  # every copy at weight 1/4: also dense
+        torch.testing.assert_close(model_outputs(gmoe, inputs), expected, atol=1e-5, rtol=0)
+
+
+def test_repeated_experts_save_exactly_but_refuse_a_dense_export(tmp_path):
+    model = emoefy(tiny_bert(), num_experts=4, top_k=3, layers=[0], gate="cosine",
+                   proj_dim=8, expert_repeat=2)
+    with torch.no_grad():  # copies drift apart in training
+        next(emoe_modules(model)).w1.weight.add_(torch.randn(128, 32) * 0.05)
+    inputs = {"input_ids": torch.tensor([[5, 17, 42, 9, 3]])}
+    save_emoe(model, tmp_path / "saved")
+    again = load_emoe(tmp_path / "saved")
+    saved, loaded = model.state_dict(), again.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    torch.testing.assert_close(model_outputs(again, inputs), model_outputs(model, inputs),
+                               atol=1e-6, rtol=0)  # same tensors; BLAS may round differently
+    assert next(emoe_modules(again)).expert_repeat == 2
+    with pytest.raises(ValueError, match="expert_repeat=2: its expert copies add parameters"):
+        export_dense(model, tmp_path / "dense")
+    with pytest.raises(ValueError, match="valid: a trained gate"):
+        emoefy(tiny_bert(), num_experts=4, top_k=2, expert_repeat=2)

@@ -40,7 +40,10 @@ def test_saved_model_reloads_with_identical_logits(build, gate, options, tmp_pat
     save_emoe(model, tmp_path)
     reloaded = load_emoe(tmp_path)
     assert type(reloaded) is type(model)
-    torch.testing.assert_close(model_outputs(reloaded, _inputs(model)), expected, atol=0, rtol=0)
+    saved, loaded = model.state_dict(), reloaded.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    torch.testing.assert_close(model_outputs(reloaded, _inputs(model)), expected, atol=1e-6,
+                               rtol=0)  # the same tensors: only BLAS round-off may differ
     for saved, again in zip(emoe_modules(model), emoe_modules(reloaded)):
         assert torch.equal(saved.expert_of_neuron, again.expert_of_neuron)
         assert (again.top_k, again.gate, again.gate_options) == (3, gate, options)
