@@ -95,6 +95,24 @@ def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)
 
 
+def keep_model(cfg: DictConfig, model, tokenizer, output_dir: str | Path | None,
+               record: RunRecord, score_splits, accelerator: Accelerator) -> None:
+    """`moe.save_model`: write the model (load_emoe rebuilds it). `moe.export_dense`: write it
+    in the original dense layout, reload that with plain transformers and score it on ID and
+    OOD (`score_splits(model) -> (id, ood)`) next to the run's own scores."""
+    if not (cfg.moe.save_model or cfg.moe.export_dense):
+        return
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
+    if cfg.moe.save_model:
+        record.extra["saved_model"] = str(save_emoe(model, output_dir / "model", tokenizer))
+    if cfg.moe.export_dense:
+        path = export_dense(model, output_dir / "dense_model", tokenizer)
+        dense = accelerator.prepare(load_classifier(str(path), cfg.task.num_labels, tokenizer))
+        id_result, ood = score_splits(dense)
+        record.extra["dense_export"] = {"path": str(path), "id": {"split": cfg.task.eval_split,
+                                                                  **id_result}, "ood": ood}
+
+
 def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
                    output_dir: str | Path | None = None) -> None:
     """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it).
@@ -164,16 +182,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     with expert_mode(model, eval_as):
         record.ood = score_ood(model)
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
-    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
-    if cfg.moe.save_model:
-        record.extra["saved_model"] = str(save_emoe(accelerator.unwrap_model(model),
-                                                    output_dir / "model", tokenizer))
-    if cfg.moe.export_dense:  # reload with plain transformers and score it like the run
-        path = export_dense(accelerator.unwrap_model(model), output_dir / "dense_model", tokenizer)
-        dense = accelerator.prepare(load_classifier(str(path), cfg.task.num_labels, tokenizer))
-        record.extra["dense_export"] = {"path": str(path), "id": {
-            "split": cfg.task.eval_split,
-            **evaluate(dense, id_loader, accelerator, metrics, desc="dense ID")},
-            "ood": score_ood(dense)}
+    keep_model(cfg, accelerator.unwrap_model(model), tokenizer, output_dir, record,
+               lambda net: (evaluate(net, id_loader, accelerator, metrics, desc="dense ID"),
+                            score_ood(net)), accelerator)
     tracker.summary({"id/score": record.id["score"],
                      **{f"ood/{k}/score": v["score"] for k, v in record.ood.items()}})
