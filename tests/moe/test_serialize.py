@@ -85,3 +85,11 @@ def test_cluster_cache_clusters_each_layer_once(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="clustered a cached layer"):  # new weights: new key
         emoefy(tiny_bert(hidden_act="relu", initializer_range=0.05), num_experts=8, top_k=2,
                layers=[0], cluster_cache=tmp_path)
+
+
+def test_routing_switches_survive_a_reload(tmp_path):
+    model = emoefy(tiny_llama(), num_experts=8, top_k=2, layers=[1], selection="bottom",
+                   select="inter", capacity_factor=1.5)
+    save_emoe(model, tmp_path)
+    layer = next(emoe_modules(load_emoe(tmp_path)))
+    assert (layer.selection, layer.select, layer.capacity_factor) == ("bottom", "inter", 1.5)
