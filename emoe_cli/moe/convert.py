@@ -57,11 +57,7 @@ def emoefy(
     if not 1 <= top_k <= total:
         copies = f" x expert_repeat={expert_repeat}" if expert_repeat > 1 else ""
         raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}{copies}")
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
-    if selection == "other" and top_k == total:
-        raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
-                         f"the top-k, none when top_k={top_k}; valid: top_k < {total}")
+    check_selection(selection, top_k, total)
     check_routing(gate, select, capacity_factor)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
@@ -84,6 +80,14 @@ def emoefy(
         moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor
         adapter.install(blocks[index], moe)
     return model
+
+
+def check_selection(selection: str, top_k: int, num_experts: int) -> None:
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
+    if selection == "other" and top_k == num_experts:
+        raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
+                         f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
 
 
 def check_repeat(gate: str, expert_repeat: int) -> None:
