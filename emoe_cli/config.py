@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from emoe_cli.errors import UserError
+from emoe_cli.moe.convert import check_routing
 from emoe_cli.moe.routers import ROUTERS
 from emoe_cli.schema import check_schemas
 
@@ -70,8 +71,22 @@ def validate(cfg: DictConfig) -> None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
     if cfg.moe.enabled:
-        _require(cfg.moe.top_k <= cfg.moe.num_experts, "moe.top_k", cfg.moe.top_k,
-                 f"1..moe.num_experts ({cfg.moe.num_experts})")
+        validate_moe(cfg)
     elif cfg.gate.name != "avg_k":
         raise UserError(f"gate={cfg.gate.name} needs experts to route to, but moe=dense has "
                         "none; valid: moe=emoe (or drop the gate override)")
+
+
+def validate_moe(cfg: DictConfig) -> None:
+    """What ties MoE keys together: k against N (and GMoE copies), export, routing options."""
+    moe = cfg.moe
+    repeat = cfg.gate.get("expert_repeat", 1)
+    _require(moe.top_k <= moe.num_experts * repeat, "moe.top_k", moe.top_k,
+             f"1..moe.num_experts ({moe.num_experts})"
+             + (f" x gate.expert_repeat ({repeat})" if repeat != 1 else ""))
+    _require(not (moe.export_dense and repeat > 1), "moe.export_dense", moe.export_dense,
+             "false with gate.expert_repeat > 1 (expert copies have no dense layout)")
+    try:
+        check_routing(cfg.gate.name, moe.select, cfg.gate.get("capacity_factor"))
+    except ValueError as error:
+        raise UserError(f"moe.select / gate.capacity_factor: {error}") from None

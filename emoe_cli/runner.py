@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,10 @@ from emoe_cli.evaluation.metrics import compute_metrics, score
 from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.convert import check_fits
+from emoe_cli.moe.export import export_dense
+from emoe_cli.moe.noise import add_uniform_noise
+from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
+from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
@@ -37,10 +42,16 @@ logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # a lin
 
 
 def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation."""
+    """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
+    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
+    for NoisyTune."""
     if not cfg.moe.enabled:
-        return "dense"
-    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
+        return "noisy" if cfg.moe.get("noise_lambda") else "dense"
+    ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
+                 *(f"_{phase}_dense" for phase in ("train", "eval")
+                   if cfg.moe[f"{phase}_as"] == "dense"),
+                 "_noisy" if cfg.moe.get("noise_lambda") else ""]
+    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "") + "".join(ablations)
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
@@ -48,13 +59,16 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, **gate_options(cfg.gate))
+               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+               selection=cfg.moe.selection, select=cfg.moe.select,
+               capacity_factor=cfg.gate.get("capacity_factor"),
+               expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:
     """The router's own options: the gate config less what the runner itself reads."""
     options = OmegaConf.to_container(gate_cfg, resolve=True)
-    for key in ("name", "method", "aux_loss_weight"):
+    for key in ("name", "method", "aux_loss_weight", "capacity_factor", "expert_repeat"):
         options.pop(key, None)
     return options
 
@@ -95,9 +109,31 @@ def checkpoint_store(cfg: DictConfig, record: RunRecord) -> CheckpointStore | No
     return store
 
 
+def keep_model(cfg: DictConfig, model, tokenizer, output_dir: str | Path | None,
+               record: RunRecord, score_splits, accelerator: Accelerator) -> None:
+    """`moe.save_model`: write the model (load_emoe rebuilds it). `moe.export_dense`: write it
+    in the original dense layout, reload that with plain transformers and score it on ID and
+    OOD (`score_splits(model) -> (id, ood)`) next to the run's own scores."""
+    if not (cfg.moe.save_model or cfg.moe.export_dense):
+        return
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
+    if cfg.moe.save_model:
+        record.extra["saved_model"] = str(save_emoe(model, output_dir / "model", tokenizer))
+    if cfg.moe.export_dense:
+        path = export_dense(model, output_dir / "dense_model", tokenizer)
+        dense = accelerator.prepare(load_classifier(str(path), cfg.task.num_labels, tokenizer))
+        id_result, ood = score_splits(dense)
+        record.extra["dense_export"] = {"path": str(path), "id": {"split": cfg.task.eval_split,
+                                                                  **id_result}, "ood": ood}
+
+
 def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
-                   stop: StopRequest | None = None) -> None:
-    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it)."""
+                   stop: StopRequest | None = None,
+                   output_dir: str | Path | None = None) -> None:
+    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it).
+
+    Saved or exported models go under `output_dir` (a temporary folder when None).
+    """
     tracker = tracker or NullTracker()
     validate(cfg)
     accelerator = build_accelerator(cfg.trainer)
@@ -112,13 +148,19 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     if data.skipped_rows:
         record.extra["skipped_rows"] = data.skipped_rows
     model = load_classifier(weights, cfg.task.num_labels, tokenizer)
-
-    started = time.perf_counter()
-    if cfg.moe.enabled:
-        convert(model, cfg)
-    record.timing["convert"] = time.perf_counter() - started
+    add_uniform_noise(model, cfg.moe.get("noise_lambda", 0.0), seed=cfg.seed)  # NoisyTune
 
     collate = DataCollatorWithPadding(tokenizer)
+    started = time.perf_counter()
+    if cfg.moe.enabled:  # convert, then prove k = N still gives the dense outputs
+        probe = probe_batch(data.train, collate, cfg.moe.receipt_batch_size)
+        dense_outputs = model_outputs(model, probe)
+        convert(model, cfg)
+        with moe_errors():
+            record.extra["conversion_receipt"] = conversion_receipt(
+                model, probe, dense_outputs, cfg.moe.receipt_tolerance).to_dict()
+    record.timing["convert"] = time.perf_counter() - started
+
     # Its own generator: starting an iterator then draws no numbers from the global RNG that
     # dropout uses, so a run resumed mid-epoch repeats the uninterrupted run exactly.
     train_loader = DataLoader(data.train, batch_size=cfg.trainer.batch_size,
@@ -133,24 +175,38 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     model, train_loader, id_loader = accelerator.prepare(model, train_loader,
                                                          eval_loader(data.validation))
     metrics = list(cfg.task.metrics)
+    train_as, eval_as = cfg.moe.get("train_as", "emoe"), cfg.moe.get("eval_as", "emoe")
+
+    def evaluate_id():
+        with expert_mode(model, eval_as):
+            return evaluate(model, id_loader, accelerator, metrics, desc="ID eval")
+
     checkpoints = checkpoint_store(cfg, record)
     if checkpoints is not None and checkpoints.latest() is not None:
         record.extra["resumed_from"] = str(checkpoints.latest())
-    result = fit(model, train_loader,
-                 lambda: evaluate(model, id_loader, accelerator, metrics, desc="ID eval"),
-                 accelerator, cfg.trainer, tracker,
-                 aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0,
-                 checkpoints=checkpoints, stop=stop)
+    with expert_mode(model, train_as):
+        result = fit(model, train_loader, evaluate_id, accelerator, cfg.trainer, tracker,
+                     aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled
+                     else 0.0, checkpoints=checkpoints, stop=stop)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
 
+    ood_loaders = {name: accelerator.prepare(eval_loader(split))
+                   for name, split in data.ood.items()}
+
+    def score_ood(net):
+        return {name: evaluate_ood(net, loader, accelerator, metrics, name,
+                                   data.prediction_maps.get(name))
+                for name, loader in ood_loaders.items()}
+
     started = time.perf_counter()
-    for name, split in data.ood.items():
-        loader = accelerator.prepare(eval_loader(split))
-        record.ood[name] = evaluate_ood(model, loader, accelerator, metrics, name,
-                                        data.prediction_maps.get(name))
+    with expert_mode(model, eval_as):
+        record.ood = score_ood(model)
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
+    keep_model(cfg, accelerator.unwrap_model(model), tokenizer, output_dir, record,
+               lambda net: (evaluate(net, id_loader, accelerator, metrics, desc="dense ID"),
+                            score_ood(net)), accelerator)
     if checkpoints is not None and not cfg.trainer.keep_checkpoint:
         checkpoints.remove()  # finished: nothing left to resume
     tracker.summary({"id/score": record.id["score"],

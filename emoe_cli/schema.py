@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from emoe_cli.errors import UserError
+from emoe_cli.moe.receipt import MODES
+from emoe_cli.moe.routers import SELECTIONS, SELECTS
 
 
 def check(description: str, test) -> dict:
@@ -70,6 +72,8 @@ class DataSchema:
     max_train_samples: int | None = field(default=None, metadata=optional(at_least(1)))
     max_eval_samples: int | None = field(default=None, metadata=optional(at_least(1)))
     subset_seed: int = 0
+    train_fraction: float = field(default=1.0, metadata=check("a number in (0, 1]",
+                                                              lambda v: 0 < v <= 1))
 
 
 @dataclass
@@ -87,12 +91,36 @@ class MoESchema:
     layers: Any = None  # a list of block indices or a rule name: checked against the model
     split: str = field(default="cluster", metadata=one_of("cluster", "random"))
     cluster_seed: int = 0
+    selection: str = field(default="top", metadata=one_of(*SELECTIONS))
+    train_as: str = field(default="emoe", metadata=one_of(*MODES))
+    eval_as: str = field(default="emoe", metadata=one_of(*MODES))
+    select: str = field(default="gate", metadata=one_of(*SELECTS))
+    noise_lambda: float = field(default=0.0, metadata=check("a number >= 0 (0: no NoisyTune)",
+                                                            lambda v: v >= 0))
+    receipt_tolerance: float = field(default=1e-3, metadata=check("a number >= 0",
+                                                                  lambda v: v >= 0))
+    receipt_batch_size: int = field(default=8, metadata=at_least(1))
+    cluster_cache: str | None = None
+    save_model: bool = False
+    export_dense: bool = False
+
+
+@dataclass
+class DenseSchema:
+    """`moe=dense` (and `moe=noisy`): no experts, only the options that apply to any model."""
+
+    enabled: bool = False
+    noise_lambda: float = field(default=0.0, metadata=check("a number >= 0 (0: no NoisyTune)",
+                                                            lambda v: v >= 0))
+    save_model: bool = False
+    export_dense: bool = False
 
 
 @dataclass
 class AvgKGateSchema:
     momentum: float = field(default=0.0, metadata=unit_interval(upper_open=True))
     normalize: bool = False
+    capacity_factor: float | None = field(default=None, metadata=optional(positive()))
 
 
 @dataclass
@@ -101,6 +129,8 @@ class LearnedGateSchema:
     noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
     aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
                                                                 lambda v: v >= 0))
+    capacity_factor: float | None = field(default=None, metadata=optional(positive()))
+    expert_repeat: int = field(default=1, metadata=at_least(1))
 
 
 @dataclass
@@ -110,6 +140,8 @@ class CosineGateSchema:
     noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
     aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
                                                                 lambda v: v >= 0))
+    capacity_factor: float | None = field(default=None, metadata=optional(positive()))
+    expert_repeat: int = field(default=1, metadata=at_least(1))
 
 
 @dataclass
@@ -129,7 +161,7 @@ def check_schemas(cfg: DictConfig) -> None:
     check_node(cfg, "", RunSchema)
     for group, schema in GROUP_SCHEMAS.items():
         if group == "moe" and not cfg.moe.enabled:
-            continue  # moe=dense leaves the expert settings empty
+            schema = DenseSchema  # moe=dense leaves the expert settings empty
         if group in cfg:
             check_node(cfg[group], f"{group}.", schema)
     gate_schema = GATE_SCHEMAS.get(cfg.gate.get("name"))

@@ -58,7 +58,7 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
         with stop:
-            run_experiment(cfg, record, tracker, stop)
+            run_experiment(cfg, record, tracker, stop, output_dir)
         record.status = "completed"
     except UserError as error:
         record.status, record.error, exit_code = "failed", str(error), USER_ERROR_EXIT

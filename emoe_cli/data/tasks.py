@@ -50,6 +50,16 @@ def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Datase
     return data.shuffle(seed=seed).select(range(limit))
 
 
+def fraction(data: datasets.Dataset, share: float, seed: int) -> datasets.Dataset:
+    """A fixed random `share` of the rows (at least one), for data-efficiency curves.
+
+    With one seed, smaller shares are subsets of larger ones.
+    """
+    if share >= 1.0:
+        return data
+    return data.shuffle(seed=seed).select(range(max(1, round(share * len(data)))))
+
+
 # --- checking the task config ---------------------------------------------------------------
 
 def check_task(task) -> dict[str, Bridge]:
@@ -146,13 +156,14 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
                    max_length: int) -> TaskData:
     """Read, cap and tokenise every split the run needs.
 
-    Capped subsets depend on `data.subset_seed` only, so runs that differ in seed or method
-    see the same examples.
+    Capped subsets and `data.train_fraction` depend on `data.subset_seed` only, so runs that
+    differ in seed or method see the same examples.
     """
     bridges = check_task(task)
     root, seed = data_cfg.root, data_cfg.subset_seed
     with bad_rows_policy(task.get("bad_rows", "error")) as bad_rows:
         train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
+        train = fraction(train, data_cfg.get("train_fraction", 1.0), seed)
         validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples,
                          seed)
         ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)

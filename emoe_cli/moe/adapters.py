@@ -62,14 +62,27 @@ def _install_vit(block: nn.Module, moe: nn.Module) -> None:
     (_install_split if hasattr(block, "intermediate") else _install_mlp)(block, moe)
 
 
+# Where each canonical weight lived in the original block (for exporting back to dense).
+SPLIT_NAMES = {"w1": "intermediate.dense", "w2": "output.dense"}
+FC_NAMES = {"w1": "mlp.fc1", "w2": "mlp.fc2"}
+CONV1D_NAMES = {"w1": "mlp.c_fc", "w2": "mlp.c_proj"}
+GATED_NAMES = {"w1": "mlp.gate_proj", "w_up": "mlp.up_proj", "w2": "mlp.down_proj"}
+
+
 @dataclass(frozen=True)
 class FamilyAdapter:
-    """How one model family stores its transformer blocks and FFNs."""
+    """How one model family stores its transformer blocks and FFNs.
+
+    `dense_names(block)` maps the canonical weights (`w1`, `w_up`, `w2`) to the module names
+    they had in the block; `transposed` marks GPT-2's Conv1D [in, out] storage.
+    """
 
     model_types: tuple[str, ...]
     blocks: Callable[[nn.Module], nn.ModuleList]
     read: Callable[[nn.Module], DenseFFN]
     install: Callable[[nn.Module, nn.Module], None]
+    dense_names: Callable[[nn.Module], dict[str, str]]
+    transposed: bool = False
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -83,11 +96,13 @@ def _vit_layers(model: nn.Module) -> nn.ModuleList:
 
 FAMILIES: dict[str, FamilyAdapter] = {
     "bert": FamilyAdapter(("bert", "roberta", "xlm-roberta", "electra"), _encoder_layers,
-                          _read_split, _install_split),
-    "gpt2": FamilyAdapter(("gpt2",), lambda m: m.base_model.h, _read_conv1d, _install_mlp),
-    "vit": FamilyAdapter(("vit", "deit"), _vit_layers, _read_vit, _install_vit),
+                          _read_split, _install_split, lambda b: SPLIT_NAMES),
+    "gpt2": FamilyAdapter(("gpt2",), lambda m: m.base_model.h, _read_conv1d, _install_mlp,
+                          lambda b: CONV1D_NAMES, transposed=True),
+    "vit": FamilyAdapter(("vit", "deit"), _vit_layers, _read_vit, _install_vit,
+                         lambda b: SPLIT_NAMES if hasattr(b, "intermediate") else FC_NAMES),
     "llama": FamilyAdapter(("llama", "mistral", "qwen2"), lambda m: m.base_model.layers,
-                           _read_gated, _install_mlp),
+                           _read_gated, _install_mlp, lambda b: GATED_NAMES),
 }
 
 

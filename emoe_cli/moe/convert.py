@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from emoe_cli.moe.adapters import adapter_for
+from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.moe.routers import ROUTERS
+from emoe_cli.moe.routers import ROUTERS, SELECTIONS, SELECTS
 
 SPLITS = ("cluster", "random")
 
@@ -25,21 +27,38 @@ def emoefy(
     gate: str = "avg_k",
     seed: int = 0,
     split: str = "cluster",
+    cluster_cache: str | Path | None = None,
+    assignments: Mapping[int, torch.Tensor] | None = None,
+    selection: str = "top",
+    select: str = "gate",
+    capacity_factor: float | None = None,
+    expert_repeat: int = 1,
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
 
     Adds no parameters: experts are groups of the FFN's own neurons, found by balanced
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
-    ablation). `gate_options` go to the router (avg_k: momentum, normalize; learned: init,
-    noise; cosine: proj_dim, temperature, noise). Returns `model` for chaining.
+    ablation), cached under `cluster_cache` when given. `assignments` (block index →
+    expert_of_neuron) skips the split, e.g. when reloading a saved model. `selection` picks
+    which experts a token gets (`top`, the `other` N - k, `bottom`); `select` what scores
+    them for avg_k (see `activation_scores`); `capacity_factor` drops tokens beyond each
+    expert's capacity (None: dropless). `expert_repeat` > 1 is GMoE's option: every expert
+    is copied that many times (new parameters; trained gates only). `gate_options` go to
+    the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
+    temperature, noise). Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
-    if not 1 <= top_k <= num_experts:
-        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
+    check_repeat(gate, expert_repeat)
+    total = num_experts * expert_repeat
+    if not 1 <= top_k <= total:
+        copies = f" x expert_repeat={expert_repeat}" if expert_repeat > 1 else ""
+        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}{copies}")
+    check_selection(selection, top_k, total)
+    check_routing(gate, select, capacity_factor)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
     for index in resolve_layers(layers, len(blocks)):
@@ -49,11 +68,62 @@ def emoefy(
                 f"num_experts={num_experts} does not divide the FFN size d_ff={ffn.d_ff} of "
                 f"layer {index}; valid: a divisor of {ffn.d_ff}"
             )
-        expert_of_neuron = split_neurons(ffn, num_experts, seed, split)
-        router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
+        if assignments is not None and index in assignments:
+            expert_of_neuron = torch.as_tensor(assignments[index], dtype=torch.long)
+        else:
+            expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
+        ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
+        router = make_router(gate, total, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
+        moe.expert_repeat = expert_repeat
+        moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
+        moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor
         adapter.install(blocks[index], moe)
     return model
+
+
+def check_selection(selection: str, top_k: int, num_experts: int) -> None:
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
+    if selection == "other" and top_k == num_experts:
+        raise ValueError(f"selection='other' routes to the num_experts - top_k experts outside "
+                         f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
+
+
+def check_repeat(gate: str, expert_repeat: int) -> None:
+    if not isinstance(expert_repeat, int) or expert_repeat < 1:
+        raise ValueError(f"expert_repeat={expert_repeat!r} is invalid; valid: an integer >= 1")
+    if expert_repeat > 1 and not getattr(ROUTERS[gate], "weighted", False):
+        raise ValueError(f"expert_repeat={expert_repeat} makes identical copies that gate="
+                         f"{gate!r} would score alike; valid: a trained gate (cosine, learned)")
+
+
+def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
+                   repeat: int) -> tuple[DenseFFN, torch.Tensor]:
+    """GMoE's expert repeat: `repeat` copies of every expert, copy r of expert e numbered
+    e + r·N. Copies start equal and drift apart in training; with N = 1 every expert is
+    a copy of the whole FFN, as GMoE builds them."""
+    if repeat == 1:
+        return ffn, expert_of_neuron
+
+    def tile(tensor: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
+        return None if tensor is None else torch.cat([tensor.detach()] * repeat, dim=dim)
+
+    copies = DenseFFN(w1=tile(ffn.w1), b1=tile(ffn.b1), w2=tile(ffn.w2, dim=1), b2=ffn.b2,
+                      act=ffn.act, dropout=ffn.dropout, w_up=tile(ffn.w_up), b_up=tile(ffn.b_up))
+    num_experts = int(expert_of_neuron.max()) + 1
+    return copies, torch.cat([expert_of_neuron + r * num_experts for r in range(repeat)])
+
+
+def check_routing(gate: str, select: str, capacity_factor: float | None) -> None:
+    if select not in SELECTS:
+        raise ValueError(f"select={select!r} is unknown; valid: {', '.join(SELECTS)}")
+    if select != "gate" and gate != "avg_k":
+        raise ValueError(f"select={select!r} scores experts without a router, so it needs "
+                         f"gate='avg_k' (got {gate!r}); valid with {gate!r}: gate")
+    if capacity_factor is not None and not capacity_factor > 0:
+        raise ValueError(f"capacity_factor={capacity_factor!r} is invalid; valid: a number > 0 "
+                         "or null (dropless)")
 
 
 def make_router(gate: str, num_experts: int, hidden_size: int, options: dict) -> nn.Module:
@@ -72,6 +142,15 @@ def check_fits(model_config, num_experts: int, layers: str | int | Sequence[int]
     if d_ff % num_experts:
         raise ValueError(f"num_experts={num_experts} does not divide the FFN size d_ff={d_ff}; "
                          f"valid: a divisor of {d_ff}")
+
+
+def assign_experts(ffn: DenseFFN, num_experts: int, seed: int, split: str, index: int,
+                   cluster_cache: str | Path | None) -> torch.Tensor:
+    """`split_neurons`, read from / written to the cluster cache when one is given."""
+    if split != "cluster" or cluster_cache is None:
+        return split_neurons(ffn, num_experts, seed, split)
+    return cached_split(ffn.w1, num_experts, seed, index, cluster_cache,
+                        lambda: split_neurons(ffn, num_experts, seed, split))
 
 
 def split_neurons(ffn: DenseFFN, num_experts: int, seed: int, split: str) -> torch.Tensor:

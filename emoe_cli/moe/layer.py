@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.routers import AvgKRouter, load_balancing_loss
+from emoe_cli.moe.routers import (
+    AvgKRouter,
+    activation_scores,
+    drop_over_capacity,
+    load_balancing_loss,
+    pick_experts,
+)
 
 
 @dataclass
@@ -75,6 +81,11 @@ class EMoEFeedForward(nn.Module):
         self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
         self.weighted = getattr(self.router, "weighted", False)
         self.aux_loss: torch.Tensor | None = None
+        self.use_all_experts = False  # set by `receipt.all_experts`: every token, every expert
+        self.expert_repeat = 1  # copies of each expert (GMoE); all-experts weights are 1/copies
+        self.selection = "top"  # or "other" / "bottom": the which-experts ablation
+        self.select = "gate"  # what scores experts: the router, or see `activation_scores`
+        self.capacity_factor: float | None = None  # None: dropless
         if hasattr(self.router, "initialise"):
             self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
@@ -86,13 +97,22 @@ class EMoEFeedForward(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
-        logits = self.router(x)
-        top = logits.topk(self.top_k, dim=-1)
+        if self.use_all_experts:
+            every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
+            return every, torch.full(every.shape, 1.0 / self.expert_repeat, dtype=x.dtype,
+                                     device=x.device)
+        logits = (self.router(x) if self.select == "gate"
+                  else activation_scores(self, x, self.select))
+        chosen, scores = pick_experts(logits, self.top_k, self.selection)
         if not self.weighted:
-            return top.indices, torch.ones_like(top.values)
-        if self.training:
-            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), top.indices)
-        return top.indices, top.values.softmax(dim=-1)
+            weights = torch.ones_like(scores)
+        else:
+            if self.training:
+                self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
+            weights = scores.softmax(dim=-1)
+        if self.capacity_factor is not None:  # dropped pairs keep weight 0
+            weights = drop_over_capacity(chosen, weights, self.num_experts, self.capacity_factor)
+        return chosen, weights
 
     def select_experts(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [tokens, top_k] of the experts each token uses."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,6 +96,64 @@ class CosineRouter(LearnedRouter):
         if self.training and self.noise > 0:
             logits = logits + torch.randn_like(logits) * self.noise
         return logits
+
+
+SELECTIONS = ("top", "other", "bottom")
+
+
+def pick_experts(logits: torch.Tensor, top_k: int,
+                 selection: str = "top") -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and logits of the experts each token gets: its `top_k` best (EMoE), the
+    `N - top_k` others, or its `top_k` worst (the paper's which-experts ablation)."""
+    if selection == "top":
+        picked = logits.topk(top_k, dim=-1)
+    elif selection == "other":  # everything outside the top-k = the bottom N - k
+        picked = logits.topk(logits.shape[-1] - top_k, dim=-1, largest=False)
+    elif selection == "bottom":
+        picked = logits.topk(top_k, dim=-1, largest=False)
+    else:
+        raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
+    return picked.indices, picked.values
+
+
+SELECTS = ("gate", "up", "inter", "gate_abs", "up_abs", "inter_abs")
+
+
+def activation_scores(layer: nn.Module, x: torch.Tensor, select: str) -> torch.Tensor:
+    """Expert scores [tokens, N] as the mean, over each expert's neurons, of the gate (W1)
+    or up projection, or of the intermediate activation, optionally of their absolute
+    values: the `select` options of the original gated-FFN (LLaMA) code. `gate` without
+    `_abs` equals the avg-k router (up to W1's bias)."""
+    projection, _, absolute = select.partition("_")
+    if projection == "gate":
+        values = layer.w1(x)
+    elif projection == "up":
+        if layer.w_up is None:
+            raise ValueError(f"select={select!r} needs a gated FFN (LLaMA family) with an up "
+                             "projection; valid here: gate, inter, gate_abs, inter_abs")
+        values = layer.w_up(x)
+    else:
+        values = layer.act(layer.w1(x))
+        if layer.w_up is not None:
+            values = values * layer.w_up(x)
+    if absolute:
+        values = values.abs()
+    return values.view(x.shape[0], layer.num_experts, -1).mean(dim=-1)
+
+
+def drop_over_capacity(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
+                       capacity_factor: float) -> torch.Tensor:
+    """Zero the weights of (token, expert) pairs beyond each expert's capacity.
+
+    Capacity is ceil(factor · tokens · k / N). As in GShard/Tutel, every token's first
+    choice is served before any second choice, and within a choice earlier tokens first.
+    """
+    tokens, k = chosen.shape
+    capacity = math.ceil(capacity_factor * tokens * k / num_experts)
+    one_hot = F.one_hot(chosen.t().reshape(-1), num_experts)  # [k * tokens, N], choice-major
+    position = (one_hot.cumsum(dim=0) * one_hot).sum(dim=-1)  # 1-based place in its expert
+    keep = (position <= capacity).view(k, tokens).t()
+    return weights * keep.to(weights.dtype)
 
 
 def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:

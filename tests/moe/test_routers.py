@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from emoe_cli.moe import emoe_modules, emoefy
-from emoe_cli.moe.routers import load_balancing_loss
+from emoe_cli.moe.routers import load_balancing_loss, pick_experts
 from tests.conftest import tiny_bert
 
 
@@ -56,3 +56,36 @@ def test_gate_options_are_checked():
         emoefy(tiny_bert(), num_experts=8, top_k=2, gate="learned", init="bogus")
     with pytest.raises(ValueError, match="gate='avg_k' got an option it does not take"):
         emoefy(tiny_bert(), num_experts=8, top_k=2, gate="avg_k", temperature=1.0)
+
+
+def test_pick_experts_top_other_and_bottom():
+    logits = torch.tensor([[0.1, 0.9, 0.5, 0.3]])
+    top, _ = pick_experts(logits, 1, "top")
+    other, _ = pick_experts(logits, 1, "other")
+    bottom, scores = pick_experts(logits, 1, "bottom")
+    assert top.tolist() == [[1]] and bottom.tolist() == [[0]]
+    assert scores.item() == pytest.approx(0.1)
+    assert sorted(other[0].tolist()) == [0, 2, 3]  # everything but the top-1
+    with pytest.raises(ValueError, match="selection='worst' is unknown; valid: top, other"):
+        pick_experts(logits, 1, "worst")
+
+
+@pytest.mark.parametrize("selection, count", [("other", 6), ("bottom", 2)])
+def test_layer_routes_to_the_selected_experts(selection, count):
+    model = emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[0], selection=selection)
+    moe = next(emoe_modules(model))
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(2))
+    chosen, weights = moe.route(x)
+    scores = moe.router(x)
+    assert chosen.shape == (5, count) and torch.equal(weights, torch.ones(5, count))
+    best = scores.topk(2, dim=-1).indices
+    overlap = (chosen.unsqueeze(-1) == best.unsqueeze(1)).any(-1).any(-1)
+    assert not overlap.any()  # neither ablation ever gives a token one of its top-2
+    h = moe.act(moe.w1(x)).view(5, 8, 8)
+    mask = torch.zeros(5, 8).scatter(1, chosen, 1.0)
+    torch.testing.assert_close(moe(x), moe.w2((h * mask.unsqueeze(-1)).view(5, 64)))
+
+
+def test_other_selection_needs_top_k_below_num_experts():
+    with pytest.raises(ValueError, match="none when top_k=8; valid: top_k < 8"):
+        emoefy(tiny_bert(), num_experts=8, top_k=8, selection="other")
