@@ -10,8 +10,9 @@ from omegaconf import DictConfig
 from emoe_cli.errors import UserError
 from emoe_cli.moe.convert import SPLITS
 from emoe_cli.moe.routers import ROUTERS
+from emoe_cli.training.lora import validate_lora
 
-GROUPS = ("model", "task", "moe", "gate", "trainer", "logger", "experiment", "debug")
+GROUPS = ("model", "task", "moe", "gate", "lora", "trainer", "logger", "experiment", "debug")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.data.root is not None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
+    validate_lora(cfg)
     if cfg.moe.enabled:
         validate_moe(cfg)
     elif cfg.gate.name != "avg_k":

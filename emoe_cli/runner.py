@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
+from emoe_cli.analysis.routing import record_routing, routing_splits
 from emoe_cli.config import validate
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
@@ -25,6 +26,13 @@ from emoe_cli.moe.convert import check_fits
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
+from emoe_cli.training.lora import (
+    apply_lora,
+    lora_enabled,
+    lora_method,
+    lora_options,
+    trainable_summary,
+)
 
 log = logging.getLogger("emoe")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -32,10 +40,11 @@ datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluati
 
 
 def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation."""
-    if not cfg.moe.enabled:
-        return "dense"
-    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
+    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation;
+    LoRA runs add their mode (`lora`, `emoe_lora`, ...)."""
+    base = "dense" if not cfg.moe.enabled else (
+        cfg.gate.method + ("_random" if cfg.moe.split == "random" else ""))
+    return lora_method(base, cfg.lora.mode) if lora_enabled(cfg) else base
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
@@ -80,8 +89,12 @@ def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)
 
 
-def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None) -> None:
-    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it)."""
+def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
+                   output_dir: str | None = None) -> None:
+    """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it).
+
+    Sidecar files (routing.json) go to `output_dir`.
+    """
     tracker = tracker or NullTracker()
     validate(cfg)
     accelerator = build_accelerator(cfg.trainer)
@@ -99,6 +112,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     if cfg.moe.enabled:
         convert(model, cfg)
     record.timing["convert"] = time.perf_counter() - started
+    if lora_enabled(cfg):
+        model = apply_lora(model, **lora_options(cfg.lora))
+        record.extra["lora"] = trainable_summary(model)
 
     collate = DataCollatorWithPadding(tokenizer)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -127,5 +143,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         record.ood[name] = evaluate_ood(model, loader, accelerator, metrics, name,
                                         data.prediction_maps.get(name))
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
+    if OmegaConf.select(cfg, "analysis.routing", default=False) and cfg.moe.enabled and output_dir:
+        record.extra["routing_file"] = record_routing(
+            model, routing_splits(data, eval_loader, cfg), output_dir, accelerator.device).name
     tracker.summary({"id/score": record.id["score"],
                      **{f"ood/{k}/score": v["score"] for k, v in record.ood.items()}})

@@ -46,7 +46,7 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
-        run_experiment(cfg, record, tracker)
+        run_experiment(cfg, record, tracker, output_dir=str(output_dir))
         record.status = "completed"
     except UserError as error:
         record.status, record.error, exit_code = "failed", str(error), USER_ERROR_EXIT
