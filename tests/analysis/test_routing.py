@@ -1,15 +1,13 @@
 """Routing counts on hand-made layers, on a converted BERT, and the report built from them."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
 
 from emoe_cli.analysis.routing import count_routing, layer_index, record_routing
-from emoe_cli.analysis.routing_report import summary_rows, usage_rows, write_report
+from emoe_cli.analysis.routing_report import cli, summary_rows, usage_rows, write_report
 from emoe_cli.moe import emoefy
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from tests.conftest import tiny_bert
@@ -110,10 +108,10 @@ def test_record_then_report_from_a_real_model(tmp_path):
     assert [r["tv_from_train"] for r in summary] == [0.0, 0.0]
 
 
-def test_cli_names_a_missing_record_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "emoe_cli.analysis.routing_report",
-                             str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_cli_names_a_missing_record_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"emoe-routing: error: no routing.json at {tmp_path / 'routing.json'}; valid: the "
         "output folder of a run made with analysis.routing=true (and moe enabled)"]

@@ -130,3 +130,10 @@ def test_lora_presets_carry_the_paper_settings():
 def test_bad_lora_settings_are_one_line_errors(overrides, message):
     with pytest.raises(UserError, match=message):
         validate_lora(compose_config(overrides))
+
+
+def test_unknown_lora_preset_is_named_with_the_choices():
+    from emoe_cli.config import check_group_choices
+
+    assert check_group_choices(["lora=big"]) == (
+        "lora=big is unknown; valid: emoe, moe_layers, none, standard")
