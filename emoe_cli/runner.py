@@ -26,13 +26,7 @@ from emoe_cli.moe.convert import check_fits
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
-from emoe_cli.training.lora import (
-    apply_lora,
-    lora_enabled,
-    lora_method,
-    lora_options,
-    trainable_summary,
-)
+from emoe_cli.training.lora import apply_lora_config, lora_enabled, lora_method, trainable_summary
 
 log = logging.getLogger("emoe")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -113,7 +107,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         convert(model, cfg)
     record.timing["convert"] = time.perf_counter() - started
     if lora_enabled(cfg):
-        model = apply_lora(model, **lora_options(cfg.lora))
+        model = apply_lora_config(model, cfg.lora)
         record.extra["lora"] = trainable_summary(model)
 
     collate = DataCollatorWithPadding(tokenizer)

@@ -10,6 +10,7 @@ counts are the router's choices. Padding tokens are left out using the batch's
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,9 +107,11 @@ def layer_settings(model: nn.Module) -> dict[str, dict]:
 def record_routing(model: nn.Module, splits: Mapping[str, Iterable], output_dir: str | Path,
                    device=None, meta: dict | None = None) -> Path:
     """Count every split (e.g. `train`, `id`, `ood/imdb`) and write `routing.json`."""
+    started = time.perf_counter()
     payload = {**(meta or {}), "layers": layer_settings(model),
                "splits": {name: count_routing(model, batches, device)
                           for name, batches in splits.items()}}
+    payload["seconds"] = time.perf_counter() - started  # what analysis.routing costs a run
     path = Path(output_dir) / ROUTING_FILE
     write_json_atomic(path, payload)
     return path

@@ -68,10 +68,13 @@ def validate_lora(cfg: DictConfig) -> None:
                         "lora=emoe (EMoE + LoRA on the converted layers), or moe=dense")
 
 
-def lora_options(lora_cfg: DictConfig) -> dict:
-    """`apply_lora`'s arguments from the `lora` config group."""
-    return {"mode": lora_cfg.mode, "r": lora_cfg.r, "alpha": lora_cfg.alpha,
-            "dropout": lora_cfg.dropout, "layers": lora_cfg.get("layers")}
+def apply_lora_config(model: nn.Module, lora_cfg: DictConfig) -> nn.Module:
+    """`apply_lora` with the `lora` config group's settings; bad ones become user errors."""
+    try:
+        return apply_lora(model, lora_cfg.mode, r=lora_cfg.r, alpha=lora_cfg.alpha,
+                          dropout=lora_cfg.dropout, layers=lora_cfg.get("layers"))
+    except ValueError as error:
+        raise UserError(f"lora: {error}") from error
 
 
 def apply_lora(model: nn.Module, mode: str, r: int = 8, alpha: float = 16,

@@ -7,7 +7,7 @@ from torch import nn
 from emoe_cli.errors import UserError
 from emoe_cli.moe import attach_router_refresh, emoe_modules, emoefy
 from emoe_cli.runner import method_name
-from emoe_cli.training.lora import apply_lora, lora_targets, validate_lora
+from emoe_cli.training.lora import apply_lora, apply_lora_config, lora_targets, validate_lora
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit
 from tests.helpers import compose_config
 
@@ -137,3 +137,26 @@ def test_unknown_lora_preset_is_named_with_the_choices():
 
     assert check_group_choices(["lora=big"]) == (
         "lora=big is unknown; valid: emoe, moe_layers, none, standard")
+
+
+def test_layers_out_of_range_is_a_lora_user_error():
+    cfg = compose_config(["lora=moe_layers", "moe=dense", "lora.layers=[7]"])
+    with pytest.raises(UserError, match="lora: moe.layers entry 7 is out of range"):
+        apply_lora_config(tiny_bert(), cfg.lora)
+
+
+def test_merging_the_adapters_keeps_the_emoe_model_function():
+    """A tuned EMoE + LoRA model can be folded back into plain EMoE layers (for saving)."""
+    model = apply_lora(emoefy(tiny_bert(), num_experts=4, top_k=2, layers=[1]), "emoe").eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.1)
+    moe = next(emoe_modules(model))
+    moe.refresh_router()
+    ids = torch.randint(1, 100, (2, 7))
+    with torch.no_grad():
+        tuned = model(input_ids=ids).logits
+        merged = model.merge_and_unload()
+        assert type(next(emoe_modules(merged)).w1) is nn.Linear
+        assert torch.allclose(merged(input_ids=ids).logits, tuned, atol=1e-5)
