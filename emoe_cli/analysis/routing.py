@@ -119,7 +119,8 @@ def record_routing(model: nn.Module, splits: Mapping[str, Iterable], output_dir:
 
 def routing_splits(data, make_loader, cfg) -> dict:
     """The splits a run counts: a fixed subset of `train` (`analysis.routing_train_samples`),
-    the ID split and every OOD set, each as `make_loader` batches them."""
+    the ID split and every OOD set, each as `make_loader` batches them.
+    """
     from emoe_cli.data.tasks import cap
 
     train = cap(data.train, cfg.analysis.routing_train_samples, cfg.data.subset_seed)

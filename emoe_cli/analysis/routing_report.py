@@ -59,7 +59,8 @@ def usage_rows(payload: dict) -> list[dict]:
 
 def summary_rows(payload: dict) -> list[dict]:
     """One row per (split, layer): tokens, normalised entropy, busiest expert's load and the
-    total-variation distance from the training split's usage."""
+    total-variation distance from the training split's usage.
+    """
     train = payload["splits"].get("train", {})
     rows = []
     for split, layers in payload["splits"].items():
@@ -107,7 +108,8 @@ def plot_usage(payload: dict, path: Path) -> None:
 
 def plot_shift(payload: dict, path: Path) -> None:
     """Left: per layer, how far each split's expert usage is from the training data's.
-    Right: per layer, each expert's share difference (test − train) for the ID split."""
+    Right: per layer, each expert's share difference (test − train) for the ID split.
+    """
     plt = _pyplot()
     summary = [r for r in summary_rows(payload) if r["split"] != "train" and
                r["tv_from_train"] is not None]

@@ -40,8 +40,10 @@ def lora_enabled(cfg: DictConfig) -> bool:
 
 
 def lora_method(base: str, mode: str) -> str:
-    """`lora`, `lora_moe_layers` on a dense model; `emoe_lora` (or `<gate method>_lora`) for
-    `mode=emoe`, `<gate method>_lora_standard` for frozen experts under standard LoRA."""
+    """The run's `method`: `lora` or `lora_moe_layers` on a dense model; `emoe_lora` (or
+    `<gate method>_lora`) for `mode=emoe`; `<gate method>_lora_standard` for frozen experts
+    under standard LoRA.
+    """
     if base == "dense":
         return "lora" if mode == "standard" else f"lora_{mode}"
     return f"{base}_lora" if mode == "emoe" else f"{base}_lora_{mode}"
@@ -137,7 +139,8 @@ def attention_targets(model: nn.Module) -> tuple[str, ...]:
 def ffn_module_names(model: nn.Module, block: nn.Module) -> list[str]:
     """Names (inside `block`) of its FFN matrices: an EMoE layer's w1/w2/w_up, or the dense
     layers holding the weights the family adapter reads (matched by storage, so Conv1D's
-    transposed view counts)."""
+    transposed view counts).
+    """
     moe = _emoe_layer(block)
     if moe is not None:
         prefix = next(name for name, module in block.named_modules() if module is moe)
