@@ -38,7 +38,9 @@ def method_name(cfg: DictConfig) -> str:
     LoRA runs add their mode (`lora`, `emoe_lora`, ...)."""
     base = "dense" if not cfg.moe.enabled else (
         cfg.gate.method + ("_random" if cfg.moe.split == "random" else ""))
-    return lora_method(base, cfg.lora.mode) if lora_enabled(cfg) else base
+    if not lora_enabled(cfg):
+        return base
+    return lora_method(base, cfg.lora.mode, bool(cfg.lora.get("train_blocks")))
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:

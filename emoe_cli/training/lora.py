@@ -39,14 +39,16 @@ def lora_enabled(cfg: DictConfig) -> bool:
     return bool(lora is not None and lora.get("enabled"))
 
 
-def lora_method(base: str, mode: str) -> str:
+def lora_method(base: str, mode: str, train_blocks: bool = False) -> str:
     """The run's `method`: `lora` or `lora_moe_layers` on a dense model; `emoe_lora` (or
     `<gate method>_lora`) for `mode=emoe`; `<gate method>_lora_standard` for frozen experts
-    under standard LoRA.
+    under standard LoRA; `_blocks` when whole blocks are tuned too (`lora.train_blocks`).
     """
     if base == "dense":
-        return "lora" if mode == "standard" else f"lora_{mode}"
-    return f"{base}_lora" if mode == "emoe" else f"{base}_lora_{mode}"
+        method = "lora" if mode == "standard" else f"lora_{mode}"
+    else:
+        method = f"{base}_lora" if mode == "emoe" else f"{base}_lora_{mode}"
+    return method + ("_blocks" if train_blocks else "")
 
 
 def validate_lora(cfg: DictConfig) -> None:
@@ -74,16 +76,23 @@ def apply_lora_config(model: nn.Module, lora_cfg: DictConfig) -> nn.Module:
     """`apply_lora` with the `lora` config group's settings; bad ones become user errors."""
     try:
         return apply_lora(model, lora_cfg.mode, r=lora_cfg.r, alpha=lora_cfg.alpha,
-                          dropout=lora_cfg.dropout, layers=lora_cfg.get("layers"))
+                          dropout=lora_cfg.dropout, layers=lora_cfg.get("layers"),
+                          train_blocks=lora_cfg.get("train_blocks") or ())
     except ValueError as error:
         raise UserError(f"lora: {error}") from error
 
 
 def apply_lora(model: nn.Module, mode: str, r: int = 8, alpha: float = 16,
-               dropout: float = 0.1, layers=None) -> nn.Module:
-    """Wrap `model` in a peft LoRA model for `mode`; `layers` is used by `moe_layers`."""
+               dropout: float = 0.1, layers=None, train_blocks=()) -> nn.Module:
+    """Wrap `model` in a peft LoRA model for `mode`; `layers` is used by `moe_layers`.
+
+    `train_blocks` are fully fine-tuned next to the adapters: the original code's
+    "LoRA + Block" baseline and its GMoE-with-LoRA runs (block 44 of GPT-2 XL).
+    """
     from peft import LoraConfig, get_peft_model
 
+    blocks = adapter_for(model).blocks(model)
+    full = _resolve(train_blocks, len(blocks), "lora.train_blocks") if train_blocks else []
     targets = lora_targets(model, mode, layers)
     heads = [name for name, _ in model.named_children() if name in CLASSIFIER_HEADS]
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
@@ -94,6 +103,8 @@ def apply_lora(model: nn.Module, mode: str, r: int = 8, alpha: float = 16,
     for module in peft_model.modules():  # trained routers belong to the method
         if isinstance(module, EMoEFeedForward):
             module.router.requires_grad_(True)
+    for index in full:
+        blocks[index].requires_grad_(True)
     return peft_model
 
 
@@ -105,7 +116,7 @@ def lora_targets(model: nn.Module, mode: str, layers=None) -> list[str]:
     if mode == "standard":
         chosen = range(len(blocks))
     elif mode == "moe_layers":
-        chosen = resolve_layers(layers if layers is not None else "all", len(blocks))
+        chosen = _resolve(layers if layers is not None else "all", len(blocks), "lora.layers")
     else:
         chosen = [i for i, block in enumerate(blocks) if _emoe_layer(block) is not None]
         if not chosen:
@@ -158,6 +169,14 @@ def trainable_summary(model: nn.Module) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable_parameters": trainable, "total_parameters": total,
             "trainable_fraction": trainable / max(total, 1)}
+
+
+def _resolve(spec, num_blocks: int, key: str) -> list[int]:
+    """`resolve_layers`, naming the lora key in its errors."""
+    try:
+        return resolve_layers(spec, num_blocks)
+    except ValueError as error:
+        raise ValueError(str(error).replace("moe.layers", key)) from error
 
 
 def _emoe_layer(block: nn.Module) -> EMoEFeedForward | None:

@@ -110,6 +110,7 @@ def test_avg_k_router_refreshes_from_the_lora_merged_keys():
     (["lora=emoe", "gate=learned"], "emoe_learn_lora"),
     (["lora=standard"], "emoe_lora_standard"),
     (["lora=none"], "emoe"),
+    (["lora=standard", "moe=dense", "lora.train_blocks=[44]", "model=gpt2-xl"], "lora_blocks"),
 ])
 def test_method_names_say_lora(overrides, method):
     assert method_name(compose_config(overrides)) == method
@@ -141,8 +142,22 @@ def test_unknown_lora_preset_is_named_with_the_choices():
 
 def test_layers_out_of_range_is_a_lora_user_error():
     cfg = compose_config(["lora=moe_layers", "moe=dense", "lora.layers=[7]"])
-    with pytest.raises(UserError, match="lora: moe.layers entry 7 is out of range"):
+    with pytest.raises(UserError, match="lora: lora.layers entry 7 is out of range"):
         apply_lora_config(tiny_bert(), cfg.lora)
+    cfg = compose_config(["lora=standard", "lora.train_blocks=last_x"])
+    with pytest.raises(UserError, match="lora: lora.train_blocks='last_x' is not a rule"):
+        apply_lora_config(tiny_bert(), cfg.lora)
+
+
+def test_train_blocks_are_fully_tuned_next_to_the_adapters():
+    """The original code's "LoRA + Block" baseline: every weight of the block trains."""
+    model = apply_lora(tiny_bert(), "standard", train_blocks=[1])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    block1 = {n for n in (name for name, _ in model.named_parameters()) if ".layer.1." in n}
+    assert block1 and block1 <= trainable
+    others = {n.split(".lora_")[0] for n in trainable - block1 if "classifier" not in n}
+    assert others == {f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}"
+                      for i in (0, 2) for m in ("query", "value")}
 
 
 def test_merging_the_adapters_keeps_the_emoe_model_function():
