@@ -34,13 +34,10 @@ datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluati
 
 
 def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation;
-    LoRA runs add their mode (`lora`, `emoe_lora`, ...)."""
-    base = "dense" if not cfg.moe.enabled else (
-        cfg.gate.method + ("_random" if cfg.moe.split == "random" else ""))
-    if not lora_enabled(cfg):
-        return base
-    return lora_method(base, cfg.lora.mode, bool(cfg.lora.get("train_blocks")))
+    """`dense`, or the gate's method (`emoe`, ...) with `_random` for the random-split ablation."""
+    if not cfg.moe.enabled:
+        return lora_method("dense", cfg)
+    return lora_method(cfg.gate.method + ("_random" if cfg.moe.split == "random" else ""), cfg)
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:

@@ -39,16 +39,20 @@ def lora_enabled(cfg: DictConfig) -> bool:
     return bool(lora is not None and lora.get("enabled"))
 
 
-def lora_method(base: str, mode: str, train_blocks: bool = False) -> str:
-    """The run's `method`: `lora` or `lora_moe_layers` on a dense model; `emoe_lora` (or
-    `<gate method>_lora`) for `mode=emoe`; `<gate method>_lora_standard` for frozen experts
-    under standard LoRA; `_blocks` when whole blocks are tuned too (`lora.train_blocks`).
+def lora_method(base: str, cfg: DictConfig) -> str:
+    """The run's `method` given the one without LoRA (`dense`, `emoe`, ...): `lora` or
+    `lora_moe_layers` on a dense model; `emoe_lora` (or `<gate method>_lora`) for `lora=emoe`;
+    `<gate method>_lora_standard` for frozen experts under standard LoRA; `_blocks` when
+    whole blocks are tuned too (`lora.train_blocks`).
     """
+    if not lora_enabled(cfg):
+        return base
+    mode = cfg.lora.mode
     if base == "dense":
         method = "lora" if mode == "standard" else f"lora_{mode}"
     else:
         method = f"{base}_lora" if mode == "emoe" else f"{base}_lora_{mode}"
-    return method + ("_blocks" if train_blocks else "")
+    return method + ("_blocks" if cfg.lora.get("train_blocks") else "")
 
 
 def validate_lora(cfg: DictConfig) -> None:
