@@ -11,8 +11,9 @@ from emoe_cli.errors import UserError
 from emoe_cli.moe.convert import check_routing
 from emoe_cli.moe.routers import ROUTERS
 from emoe_cli.schema import check_schemas
+from emoe_cli.training.lora import validate_lora
 
-GROUPS = ("model", "task", "moe", "gate", "trainer", "logger", "experiment", "debug")
+GROUPS = ("model", "task", "moe", "gate", "lora", "trainer", "logger", "experiment", "debug")
 
 
 def available_choices(group: str) -> list[str]:
@@ -70,6 +71,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.data.root is not None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
+    validate_lora(cfg)
     if cfg.moe.enabled:
         validate_moe(cfg)
     elif cfg.gate.name != "avg_k":

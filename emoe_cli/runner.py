@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
+from emoe_cli.analysis.routing import record_routing, routing_splits
 from emoe_cli.config import validate
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
@@ -32,6 +33,7 @@ from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
+from emoe_cli.training.lora import apply_lora_config, lora_enabled, lora_method, trainable_summary
 from emoe_cli.training.sampler import EpochShuffleSampler
 from emoe_cli.training.signals import StopRequest
 
@@ -46,12 +48,13 @@ def method_name(cfg: DictConfig) -> str:
     split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
     for NoisyTune."""
     if not cfg.moe.enabled:
-        return "noisy" if cfg.moe.get("noise_lambda") else "dense"
+        return lora_method("noisy" if cfg.moe.get("noise_lambda") else "dense", cfg)
     ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
                  *(f"_{phase}_dense" for phase in ("train", "eval")
                    if cfg.moe[f"{phase}_as"] == "dense"),
                  "_noisy" if cfg.moe.get("noise_lambda") else ""]
-    return cfg.gate.method + ("_random" if cfg.moe.split == "random" else "") + "".join(ablations)
+    base = cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
+    return lora_method(base + "".join(ablations), cfg)
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
@@ -132,7 +135,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                    output_dir: str | Path | None = None) -> None:
     """Fill `record` with the run's ID/OOD results; raises on failure (the caller records it).
 
-    Saved or exported models go under `output_dir` (a temporary folder when None).
+    Saved or exported models and sidecar files (routing.json) go under `output_dir` (a
+    temporary folder for models when None).
     """
     tracker = tracker or NullTracker()
     validate(cfg)
@@ -160,6 +164,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
             record.extra["conversion_receipt"] = conversion_receipt(
                 model, probe, dense_outputs, cfg.moe.receipt_tolerance).to_dict()
     record.timing["convert"] = time.perf_counter() - started
+    if lora_enabled(cfg):
+        model = apply_lora_config(model, cfg.lora)
+        record.extra["lora"] = trainable_summary(model)
 
     # Its own generator: starting an iterator then draws no numbers from the global RNG that
     # dropout uses, so a run resumed mid-epoch repeats the uninterrupted run exactly.
@@ -204,6 +211,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     with expert_mode(model, eval_as):
         record.ood = score_ood(model)
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
+    if OmegaConf.select(cfg, "analysis.routing", default=False) and cfg.moe.enabled and output_dir:
+        record.extra["routing_file"] = record_routing(
+            model, routing_splits(data, eval_loader, cfg), output_dir, accelerator.device).name
     keep_model(cfg, accelerator.unwrap_model(model), tokenizer, output_dir, record,
                lambda net: (evaluate(net, id_loader, accelerator, metrics, desc="dense ID"),
                             score_ood(net)), accelerator)

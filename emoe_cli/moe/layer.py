@@ -14,6 +14,7 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
+from emoe_cli.moe.weights import effective_weight
 
 
 @dataclass
@@ -91,9 +92,12 @@ class EMoEFeedForward(nn.Module):
         self.refresh_router(initial=True)
 
     def refresh_router(self, initial: bool = False) -> None:
-        """Recompute router keys from the current key rows (a no-op for trained routers)."""
+        """Recompute router keys from the current key rows (a no-op for trained routers).
+
+        Under LoRA the key rows are the merged `base + B A` (see `effective_weight`).
+        """
         if hasattr(self.router, "refresh"):
-            self.router.refresh(self.w1.weight, initial=initial)
+            self.router.refresh(effective_weight(self.w1), initial=initial)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""

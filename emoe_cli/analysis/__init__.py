@@ -1,0 +1,1 @@
+"""Analyses of trained EMoE models: routing statistics and their plots."""
