@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
 from emoe_cli.config import validate
+from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.evaluate import evaluate, predict
@@ -99,6 +100,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     if cfg.moe.enabled:
         convert(model, cfg)
     record.timing["convert"] = time.perf_counter() - started
+    record.extra["ffn_params"] = ffn_parameters(model)
 
     collate = DataCollatorWithPadding(tokenizer)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -120,6 +122,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     record.id = {"split": cfg.task.eval_split, **result.best_eval}
     record.timing["train"] = result.train_seconds
+    record.extra["seconds_per_step"] = seconds_per_step(result.train_seconds, result.epochs)
 
     started = time.perf_counter()
     for name, split in data.ood.items():

@@ -21,6 +21,8 @@ from emoe_cli.errors import UserError
 from emoe_cli.records import RunRecord, save_record
 from emoe_cli.runner import method_name, run_experiment
 from emoe_cli.summary import summary_table
+from emoe_cli.sweep.identity import run_identity
+from emoe_cli.sweep.resume import completed_twin, remember_completed, skip_run
 from emoe_cli.tracking import start_tracker
 
 log = logging.getLogger("emoe")
@@ -39,6 +41,10 @@ def new_record(cfg: DictConfig) -> RunRecord:
 def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> float | None:
     """Run one experiment and record it; returns the ID score (for Hydra sweepers)."""
     record = new_record(cfg)
+    identity = record.extra["identity"] = run_identity(record.config, cfg.sweep.identity_ignore)
+    twin = completed_twin(cfg.sweep, identity, multirun)
+    if twin is not None:
+        return skip_run(twin, output_dir)
     tracker = None
     exit_code = 0
     try:
@@ -58,9 +64,14 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
         record.status, exit_code = "failed", 1
         record.error = f"{type(error).__name__}: {error}"
         record.extra["traceback"] = traceback.format_exc()
-        raise
+        if not multirun:
+            raise
+        print(record.extra["traceback"], f"emoe-run: run failed, the sweep goes on: {error}",
+              file=sys.stderr)  # one failing job never stops the others
     finally:
         path = save_record(record, output_dir)
+        if record.status == "completed":
+            remember_completed(cfg.sweep, identity, path)
         if tracker is not None:
             tracker.finish(exit_code=exit_code)
         if record.status == "completed":
