@@ -48,6 +48,18 @@ def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Datase
     return data.shuffle(seed=seed).select(range(limit))
 
 
+def train_limit(num_rows: int, data_cfg) -> int | None:
+    """How many training rows to keep: `data.train_fraction` of them, then the cap."""
+    fraction, limit = data_cfg.get("train_fraction"), data_cfg.max_train_samples
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+                0 < fraction <= 1):
+            raise UserError(f"data.train_fraction={fraction!r} is invalid; valid: a number in "
+                            "(0, 1], or null for all of it")
+        limit = min(limit or num_rows, max(1, round(fraction * num_rows)))
+    return limit
+
+
 # --- checking the task config ---------------------------------------------------------------
 
 def check_task(task) -> dict[str, Bridge]:
@@ -149,7 +161,8 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     """
     bridges = check_task(task)
     root, seed = data_cfg.root, data_cfg.subset_seed
-    train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
+    train = read_split(task, task.train_split, root)
+    train = cap(train, train_limit(len(train), data_cfg), seed)
     validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples, seed)
     ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
            for name, link in bridges.items()}
