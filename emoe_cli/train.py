@@ -22,7 +22,7 @@ from emoe_cli.records import RunRecord, save_record
 from emoe_cli.runner import method_name, run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
-from emoe_cli.sweep.resume import completed_twin, remember_completed, skip_run
+from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
 from emoe_cli.tracking import start_tracker
 
 log = logging.getLogger("emoe")
@@ -45,6 +45,7 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
     twin = completed_twin(cfg.sweep, identity, multirun)
     if twin is not None:
         return skip_run(twin, output_dir)
+    place_on_gpu(cfg.sweep, multirun)
     tracker = None
     exit_code = 0
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from emoe_cli.sweep.gpus import claim_gpu
 from emoe_cli.sweep.index import add_completed, find_completed, read_record
 from emoe_cli.sweep.tally import skipped_marker
 
@@ -29,3 +31,9 @@ def skip_run(twin: Path, output_dir: str | Path) -> float | None:
 
 def remember_completed(sweep_cfg: DictConfig, identity: str, results: Path) -> None:
     add_completed(sweep_cfg.index_dir, identity, results)
+
+
+def place_on_gpu(sweep_cfg: DictConfig, multirun: bool) -> None:
+    """With `sweep.one_gpu_per_job`, give this multirun job a GPU of its own."""
+    if multirun and sweep_cfg.get("one_gpu_per_job"):
+        claim_gpu(Path(tempfile.gettempdir()) / "emoe_gpu_locks")  # per machine, like GPUs
