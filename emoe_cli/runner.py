@@ -16,6 +16,7 @@ from transformers import DataCollatorWithPadding
 
 from emoe_cli.config import validate
 from emoe_cli.costs import ffn_parameters, seconds_per_step
+from emoe_cli.data.selection import selection_record
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.evaluate import evaluate, predict
@@ -115,12 +116,17 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     model, train_loader, id_loader = accelerator.prepare(model, train_loader,
                                                          eval_loader(data.validation))
     metrics = list(cfg.task.metrics)
+    select_loader = id_loader if data.selection is None else accelerator.prepare(
+        eval_loader(data.selection))  # data.selection=heldout: dev only reports
     result = fit(model, train_loader,
-                 lambda: evaluate(model, id_loader, accelerator, metrics, desc="ID eval"),
+                 lambda: evaluate(model, select_loader, accelerator, metrics, desc="select eval"),
                  accelerator, cfg.trainer, tracker,
                  aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled else 0.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
-    record.id = {"split": cfg.task.eval_split, **result.best_eval}
+    reported = result.best_eval if data.selection is None else evaluate(
+        model, id_loader, accelerator, metrics, desc="ID eval")
+    record.id = {"split": cfg.task.eval_split, **reported}
+    record.extra.update(selection_record(cfg.data, result.best_eval))
     record.timing["train"] = result.train_seconds
     record.extra["seconds_per_step"] = seconds_per_step(result.train_seconds, result.epochs)
 

@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read_task_file
 from emoe_cli.data.labels import Bridge, LabelSpace, bridge
+from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.sources import SOURCES, check_root, load_source
 from emoe_cli.errors import DataError, UserError
 from emoe_cli.evaluation.metrics import METRICS
@@ -39,6 +40,7 @@ class TaskData:
     validation: datasets.Dataset
     ood: dict[str, datasets.Dataset]
     prediction_maps: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    selection: datasets.Dataset | None = None  # carved from train (data.selection=heldout)
 
 
 def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
@@ -162,7 +164,8 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     bridges = check_task(task)
     root, seed = data_cfg.root, data_cfg.subset_seed
     train = read_split(task, task.train_split, root)
-    train = cap(train, train_limit(len(train), data_cfg), seed)
+    train, held_out = split_for_selection(cap(train, train_limit(len(train), data_cfg), seed),
+                                          data_cfg)
     validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples, seed)
     ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
            for name, link in bridges.items()}
@@ -173,7 +176,7 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     prediction_maps = {name: link.predictions for name, link in bridges.items()
                        if link.predictions is not None}
     return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
-                    prediction_maps)
+                    prediction_maps, None if held_out is None else encode(held_out))
 
 
 def tokenize(data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,

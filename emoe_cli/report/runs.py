@@ -14,8 +14,8 @@ from emoe_cli.errors import UserError
 from emoe_cli.records import RESULTS_FILE
 
 log = logging.getLogger("emoe")
-COLUMNS = ["model", "selection", "task", "method", "lr", "seed", "id", "ood_avg", "ood",
-           "active_params", "step_seconds", "identity", "path"]
+COLUMNS = ["model", "selection", "task", "method", "lr", "seed", "select", "id", "ood_avg",
+           "ood", "active_params", "step_seconds", "identity", "path"]
 
 
 def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -26,6 +26,8 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "model": record["model"], "selection": record.get("selection", "dev"),
         "task": record["task"], "method": record["method"],
         "lr": record["config"]["trainer"]["lr"], "seed": record["seed"],
+        # what chose the epoch also chooses the rate: the dev score, or the held-out one
+        "select": record.get("selection_score", record["id"]["score"]),
         "id": record["id"]["score"], "ood_avg": np.mean(list(ood.values())) if ood else np.nan,
         "ood": ood, "active_params": counts.get("active_per_token", np.nan),
         "step_seconds": record.get("seconds_per_step") or np.nan,

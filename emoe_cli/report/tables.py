@@ -13,14 +13,18 @@ BASELINE = "dense"
 
 
 def best_lr(group: pd.DataFrame) -> float:
-    """The learning rate whose mean ID score over seeds is highest (ties: the smaller rate)."""
-    means = group.groupby("lr")["id"].mean().sort_index()
+    """The learning rate whose mean selection score over seeds is highest (ties: the smaller).
+
+    The selection score is the dev (ID) score under the paper's rule, the held-out score
+    under `data.selection=heldout`.
+    """
+    means = group.groupby("lr")["select"].mean().sort_index()
     return float(means.idxmax())
 
 
 def at_best_lr(runs: pd.DataFrame) -> pd.DataFrame:
     """Only the runs at each cell's selected learning rate."""
-    chosen = runs.groupby(CELL)[["lr", "id", "seed"]].apply(best_lr).rename("best_lr")
+    chosen = runs.groupby(CELL)[["lr", "select"]].apply(best_lr).rename("best_lr")
     merged = runs.join(chosen, on=CELL)
     return merged[merged["lr"] == merged["best_lr"]].drop(columns="best_lr")
 

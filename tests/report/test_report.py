@@ -118,3 +118,15 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
     assert "no completed results.json" in capsys.readouterr().err
+
+
+def test_heldout_selection_picks_the_rate_on_the_heldout_score(tmp_path):
+    # dev favours 3e-5, the held-out split favours 2e-5: the clean protocol must not peek
+    for seed in (0, 1):
+        for lr, dev, heldout in [(2e-5, 0.60, 0.90), (3e-5, 0.70, 0.80)]:
+            run = record("rte", "emoe", lr, seed, dev, {"a": 0.5}, 0.1)
+            run.update(selection="heldout", selection_score=heldout,
+                       identity=f"h-{lr}-{seed}")
+            write_json_atomic(tmp_path / f"{lr}-{seed}" / "results.json", run)
+    row = cell(tables.cells(load_runs([tmp_path])), "rte", "emoe")
+    assert (row["selection"], row["lr"], row["id_mean"]) == ("heldout", 2e-5, pytest.approx(0.6))

@@ -72,3 +72,16 @@ def test_single_runs_never_skip(shared_data, minilm_path, tmp_path, monkeypatch)
     assert len(calls) == 2 and (tmp_path / "i").is_dir()
     run(cfg, tmp_path / "c", multirun=True)
     assert len(calls) == 2 and (tmp_path / "c" / "skipped.json").exists()
+
+
+@pytest.mark.slow
+def test_heldout_selection_reports_dev_scores_of_the_epoch_chosen_on_train(
+        shared_data, minilm_path, tmp_path):
+    cfg = compose_config([*TINY, f"data.root={shared_data}", "data.selection=heldout",
+                          "data.selection_fraction=0.25", f"sweep.index_dir={tmp_path}/i"])
+    run(cfg, tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["selection"] == "heldout" and record["selection_fraction"] == 0.25
+    assert record["id"]["split"] == "validation" and record["id"]["num_examples"] == 8
+    epoch = record["epochs"][record["best_epoch"] - 1]
+    assert record["selection_score"] == epoch["score"]  # epochs are scored on the held-out part
