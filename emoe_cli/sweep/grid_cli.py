@@ -4,6 +4,7 @@
     emoe-grid experiment=glue_bert_base task=rte   # a slice (command-line values win)
     emoe-grid --status experiment=quickstart seed=0,1,2   # which are already completed
     emoe-grid --all                                # every grid preset, and the total
+    emoe-grid --reindex /scratch/old_sweeps        # count runs copied from elsewhere as done
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from omegaconf import OmegaConf
 
 from emoe_cli.config import check_group_choices
 from emoe_cli.sweep.identity import run_identity
-from emoe_cli.sweep.index import find_completed
-from emoe_cli.sweep.plan import grid_sizes, job_config, planned_runs
+from emoe_cli.sweep.index import find_completed, reindex
+from emoe_cli.sweep.plan import grid_sizes, job_config, planned_runs, sweep_config
 
 
 def split_fixed(jobs: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all", action="store_true", help="count every grid preset")
     parser.add_argument("--status", action="store_true",
                         help="mark runs whose identity already completed (slower: composes each)")
+    parser.add_argument("--reindex", nargs="+", metavar="DIR",
+                        help="add every completed results.json under DIR to the index")
     parser.add_argument("overrides", nargs="*", help="as for emoe-run --multirun")
     args = parser.parse_args(argv)
     problem = check_group_choices(args.overrides)
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"emoe-grid: error: {problem}", file=sys.stderr)
         sys.exit(2)
     try:
+        if args.reindex:
+            index_dir = sweep_config(args.overrides).sweep.index_dir
+            print(f"{reindex(index_dir, args.reindex)} completed runs indexed in {index_dir}")
+            return
         print_all() if args.all else print_plan(args.overrides, args.status)
     except HydraException as error:
         print(f"emoe-grid: error: {str(error).splitlines()[0]}", file=sys.stderr)

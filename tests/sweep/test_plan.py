@@ -81,3 +81,11 @@ def test_split_fixed_and_bad_preset(capsys):
     with pytest.raises(SystemExit):
         main(["experiment=nope"])
     assert capsys.readouterr().err.startswith("emoe-grid: error: experiment=nope is unknown")
+
+
+def test_reindex_from_the_command_line(tmp_path, capsys):
+    write_json_atomic(tmp_path / "old" / "3" / "results.json",
+                      {"status": "completed", "identity": "feed"})
+    main(["--reindex", str(tmp_path / "old"), "--", f"sweep.index_dir={tmp_path}/idx"])
+    assert "1 completed runs indexed" in capsys.readouterr().out
+    assert (tmp_path / "idx" / "feed.json").exists()
