@@ -32,8 +32,10 @@ def job_outcome(job_dir: Path) -> str:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Each job's output folder: Hydra leaves a `.hydra` folder in every one."""
-    return sorted(p.parent for p in sweep_dir.rglob(".hydra") if p.parent != sweep_dir)
+    """Each job's output folder: where Hydra left `.hydra` or the job left its outcome."""
+    marks = (".hydra", RESULTS_FILE, SKIPPED_FILE)
+    found = {p.parent for mark in marks for p in sweep_dir.rglob(mark)}
+    return sorted(d for d in found if d != sweep_dir and "wandb" not in d.parts)
 
 
 def tally(sweep_dir: str | Path) -> dict[str, int]:

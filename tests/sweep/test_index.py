@@ -42,3 +42,14 @@ def test_reindex_picks_up_completed_runs_copied_from_elsewhere(tmp_path):
     assert find_completed(tmp_path / "index", "two") is None
     entry = json.loads((tmp_path / "index" / "one.json").read_text())
     assert entry["results"].endswith("cluster/a/results.json")
+
+
+def test_tally_counts_each_job_folder_once(tmp_path):
+    from emoe_cli.sweep.tally import skipped_marker, tally
+
+    write_run(tmp_path / "0", "a")
+    (tmp_path / "0" / ".hydra").mkdir()
+    write_run(tmp_path / "1", "b", status="failed")
+    skipped_marker(tmp_path / "2", tmp_path / "0" / "results.json")
+    (tmp_path / "3" / ".hydra").mkdir(parents=True)  # killed before writing anything
+    assert tally(tmp_path) == {"completed": 1, "failed": 1, "skipped": 1, "no record": 1}
