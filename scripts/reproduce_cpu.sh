@@ -17,9 +17,10 @@ BIN="${BIN:-.venv/bin}"
 OUT="${OUT:-outputs/reproduce_cpu}"
 
 started=$SECONDS
-# exit code 1 only means some run failed; the tally says which, and the report uses the rest
+# seeds outermost: a grid stopped early still compares every method on the first seeds.
+# Exit code 1 only means some run failed; the tally says which, and the report uses the rest.
 "$BIN/emoe-run" --multirun experiment=quickstart logger=none \
-    method=dense,emoe,emoe_learn,gmoe seed=0,1,2 \
+    seed=0,1,2 method=dense,emoe,emoe_learn,gmoe \
     data.max_train_samples=2000 data.max_eval_samples=500 trainer.epochs=2 \
     "hydra.sweep.dir=$OUT/runs/\${now:%Y-%m-%d_%H-%M-%S}" "$@" || true
 echo "grid wall time: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
