@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import runner, train
+from emoe_cli import train
 from emoe_cli.train import run
 from tests.helpers import compose_config
 
@@ -48,13 +48,12 @@ def test_relaunch_skips_completed_reruns_failed_and_tallies(shared_data, minilm_
         "completed": 0, "failed": 1, "skipped": 1}
 
 
-def test_a_crash_in_a_multirun_is_recorded_and_the_sweep_goes_on(shared_data, minilm_path,
-                                                                   tmp_path, monkeypatch, capsys):
+def test_a_crash_in_a_multirun_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, capsys):
     def boom(*args, **kwargs):
         raise RuntimeError("diverged")
 
-    monkeypatch.setattr(runner, "fit", boom)
-    cfg = compose_config([*TINY, f"data.root={shared_data}", f"sweep.index_dir={tmp_path}/i"])
+    monkeypatch.setattr(train, "run_experiment", boom)
+    cfg = compose_config([*TINY, "logger=none", f"sweep.index_dir={tmp_path}/i"])
     assert run(cfg, tmp_path / "job", multirun=True) is None  # returns instead of raising
     record = json.loads((tmp_path / "job" / "results.json").read_text())
     assert record["status"] == "failed" and record["error"] == "RuntimeError: diverged"
