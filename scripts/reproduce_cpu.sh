@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A small but real grid on a laptop CPU: all-MiniLM-L6-v2 fine-tuned on 2,000 SST-2
 # sentences (2 epochs, batch 16, lr 5e-5), evaluated on 500 SST-2 dev sentences and 500
-# each of IMDB, Yelp and Amazon (OOD); dense vs EMoE vs EMoE-learn vs GMoE-style, 3 seeds = 12 runs. Then
+# each of IMDB, Yelp and Amazon (OOD); dense vs EMoE vs EMoE-learn vs GMoE-style, 3 seeds
+# = 12 runs. Then
 # the emoe-report table. About 25-30 min on 2 idle cores (estimated; on a busy machine use
 # OMP_NUM_THREADS=1, and pass smaller sizes as overrides). Re-running it skips the runs
 # already completed (delete outputs/reproduce_cpu and outputs/index to start over).
