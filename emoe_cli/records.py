@@ -55,7 +55,14 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def is_main_process() -> bool:
+    """False in the extra processes of `accelerate launch` / torchrun (their RANK is not 0)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def save_record(record: RunRecord, output_dir: str | Path) -> Path:
+    """Write results.json; in a multi-process run only the main process writes it."""
     path = Path(output_dir) / RESULTS_FILE
-    write_json_atomic(path, record.to_dict())
+    if is_main_process():
+        write_json_atomic(path, record.to_dict())
     return path

@@ -18,6 +18,8 @@ from transformers import DataCollatorWithPadding
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
 from emoe_cli.config import validate
+from emoe_cli.costs import ffn_parameters, seconds_per_step
+from emoe_cli.data.selection import selection_record
 from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.evaluate import evaluate, predict
@@ -164,6 +166,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
             record.extra["conversion_receipt"] = conversion_receipt(
                 model, probe, dense_outputs, cfg.moe.receipt_tolerance).to_dict()
     record.timing["convert"] = time.perf_counter() - started
+    record.extra["ffn_params"] = ffn_parameters(model)
     if lora_enabled(cfg):
         model = apply_lora_config(model, cfg.lora)
         record.extra["lora"] = trainable_summary(model)
@@ -183,21 +186,30 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                                                          eval_loader(data.validation))
     metrics = list(cfg.task.metrics)
     train_as, eval_as = cfg.moe.get("train_as", "emoe"), cfg.moe.get("eval_as", "emoe")
+    select_loader = id_loader if data.selection is None else accelerator.prepare(
+        eval_loader(data.selection))  # data.selection=heldout: dev only reports
 
-    def evaluate_id():
+    def evaluate_for_selection():
         with expert_mode(model, eval_as):
-            return evaluate(model, id_loader, accelerator, metrics, desc="ID eval")
+            return evaluate(model, select_loader, accelerator, metrics, desc="select eval")
 
     checkpoints = checkpoint_store(cfg, record)
     if checkpoints is not None and checkpoints.latest() is not None:
         record.extra["resumed_from"] = str(checkpoints.latest())
     with expert_mode(model, train_as):
-        result = fit(model, train_loader, evaluate_id, accelerator, cfg.trainer, tracker,
-                     aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0) if cfg.moe.enabled
-                     else 0.0, checkpoints=checkpoints, stop=stop)
+        result = fit(model, train_loader, evaluate_for_selection, accelerator, cfg.trainer,
+                     tracker, aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0)
+                     if cfg.moe.enabled else 0.0, checkpoints=checkpoints, stop=stop)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
-    record.id = {"split": cfg.task.eval_split, **result.best_eval}
+    if data.selection is None:
+        reported = result.best_eval
+    else:  # data.selection=heldout: the held-out part chose the epoch; dev only reports
+        with expert_mode(model, eval_as):
+            reported = evaluate(model, id_loader, accelerator, metrics, desc="ID eval")
+    record.id = {"split": cfg.task.eval_split, **reported}
+    record.extra.update(selection_record(cfg.data, result.best_eval))
     record.timing["train"] = result.train_seconds
+    record.extra["seconds_per_step"] = seconds_per_step(result.train_seconds, result.epochs)
 
     ood_loaders = {name: accelerator.prepare(eval_loader(split))
                    for name, split in data.ood.items()}

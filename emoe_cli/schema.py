@@ -74,6 +74,9 @@ class DataSchema:
     subset_seed: int = 0
     train_fraction: float = field(default=1.0, metadata=check("a number in (0, 1]",
                                                               lambda v: 0 < v <= 1))
+    selection: str = field(default="dev", metadata=one_of("dev", "heldout"))
+    selection_fraction: float = field(default=0.1, metadata=check("a number in (0, 1)",
+                                                                  lambda v: 0 < v < 1))
 
 
 @dataclass

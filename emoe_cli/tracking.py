@@ -1,8 +1,40 @@
-"""Experiment tracking: wandb (offline by default) or nothing."""
+"""Experiment tracking: wandb (offline by default) or nothing.
+
+In a multirun every run joins a wandb group named after the sweep's folder, so the runs of
+one launch sit together; tags name the task, method, model and experiment preset.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+
+def sweep_group(hydra_cfg: DictConfig | None) -> str | None:
+    """The sweep folder (relative to the working directory when inside it), in a multirun."""
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(hydra_cfg.runtime.output_dir).parent.resolve()
+    try:
+        return str(sweep_dir.relative_to(Path(os.getcwd()).resolve()))
+    except ValueError:
+        return str(sweep_dir)
+
+
+def experiment_tags(hydra_cfg: DictConfig | None) -> list[str]:
+    choice = hydra_cfg.runtime.choices.get("experiment") if hydra_cfg is not None else None
+    return [f"experiment:{choice}"] if choice else []
+
+
+def current_hydra() -> DictConfig | None:
+    """The running job's Hydra config, or None outside a Hydra app (tests, the Python API)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
 
 
 class NullTracker:
@@ -26,9 +58,11 @@ class WandbTracker(NullTracker):
         import wandb
 
         self._wandb = wandb
+        hydra_cfg = current_hydra()
         self.run = wandb.init(
             project=logger_cfg.project, entity=logger_cfg.get("entity"), mode=logger_cfg.mode,
-            group=logger_cfg.get("group"), name=name, tags=tags + list(logger_cfg.tags),
+            group=logger_cfg.get("group") or sweep_group(hydra_cfg), name=name,
+            tags=tags + experiment_tags(hydra_cfg) + list(logger_cfg.tags),
             config=config, dir=output_dir, reinit="finish_previous",
         )
 

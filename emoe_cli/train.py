@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import check_group_choices
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
-from emoe_cli.identity import run_identity
 from emoe_cli.records import RunRecord, save_record
 from emoe_cli.runner import method_name, run_experiment
 from emoe_cli.summary import summary_table
+from emoe_cli.sweep.identity import run_identity
+from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
 from emoe_cli.tracking import start_tracker
 from emoe_cli.training.signals import StopRequest
 
@@ -40,7 +41,6 @@ OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_ca
 def new_record(cfg: DictConfig) -> RunRecord:
     record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
                        seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
-    record.extra["identity"] = run_identity(record.config)
     if cfg.moe.enabled:
         record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
                                        f"layers {cfg.moe.layers})")
@@ -50,6 +50,11 @@ def new_record(cfg: DictConfig) -> RunRecord:
 def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> float | None:
     """Run one experiment and record it; returns the ID score (for Hydra sweepers)."""
     record = new_record(cfg)
+    identity = record.extra["identity"] = run_identity(record.config, cfg.sweep.identity_ignore)
+    twin = completed_twin(cfg.sweep, identity, multirun)
+    if twin is not None:
+        return skip_run(twin, output_dir)
+    place_on_gpu(cfg.sweep, multirun)
     tracker, stop = None, StopRequest()
     exit_code = 0
     try:
@@ -77,9 +82,14 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
         record.status, exit_code = "failed", 1
         record.error = f"{type(error).__name__}: {error}"
         record.extra["traceback"] = traceback.format_exc()
-        raise
+        if not multirun:
+            raise
+        print(record.extra["traceback"], f"emoe-run: run failed, the sweep goes on: {error}",
+              file=sys.stderr)  # one failing job never stops the others
     finally:
         path = save_record(record, output_dir)
+        if record.status == "completed":
+            remember_completed(cfg.sweep, identity, path)
         if tracker is not None:
             tracker.finish(exit_code=exit_code)
         if record.status == "completed":

@@ -8,7 +8,7 @@ import sys
 from omegaconf import OmegaConf
 
 import emoe_cli.train  # noqa: F401  (registers the emoe_uid resolver)
-from emoe_cli.records import write_json_atomic
+from emoe_cli.records import RunRecord, save_record, write_json_atomic
 
 
 def _write_many(path: str, writer: int, times: int) -> None:
@@ -47,3 +47,11 @@ def test_two_launches_in_the_same_second_get_different_folders():
 def test_the_folder_suffix_is_stable_within_a_config():
     config = OmegaConf.create({"a": "${emoe_uid:}", "b": "${emoe_uid:}"})
     assert config.a == config.b and len(config.a) == 4
+
+
+def test_only_the_main_process_writes_the_record(tmp_path, monkeypatch):
+    record = RunRecord(task="t", model="m", method="dense", seed=0, config={})
+    monkeypatch.setenv("RANK", "1")
+    assert not save_record(record, tmp_path / "a").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert save_record(record, tmp_path / "a").exists()

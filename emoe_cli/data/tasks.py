@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read_task_file
 from emoe_cli.data.labels import Bridge, LabelSpace, bridge
+from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.sources import SOURCES, check_root, load_source
 from emoe_cli.errors import DataError, UserError
 from emoe_cli.evaluation.metrics import METRICS
@@ -41,6 +42,7 @@ class TaskData:
     ood: dict[str, datasets.Dataset]
     prediction_maps: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
     skipped_rows: dict[str, int] = field(default_factory=dict)  # task.bad_rows=skip: per file
+    selection: datasets.Dataset | None = None  # carved from train (data.selection=heldout)
 
 
 def cap(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
@@ -164,6 +166,7 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     with bad_rows_policy(task.get("bad_rows", "error")) as bad_rows:
         train = cap(read_split(task, task.train_split, root), data_cfg.max_train_samples, seed)
         train = fraction(train, data_cfg.get("train_fraction", 1.0), seed)
+        train, held_out = split_for_selection(train, data_cfg)
         validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples,
                          seed)
         ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
@@ -175,7 +178,8 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     prediction_maps = {name: link.predictions for name, link in bridges.items()
                        if link.predictions is not None}
     return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
-                    prediction_maps, skipped_rows=dict(bad_rows.skipped))
+                    prediction_maps, None if held_out is None else encode(held_out),
+                    skipped_rows=dict(bad_rows.skipped))
 
 
 def tokenize(data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,

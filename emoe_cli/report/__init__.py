@@ -1,0 +1,1 @@
+"""`emoe-report`: the paper's tables, paired differences and plots from many results.json."""

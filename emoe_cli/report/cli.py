@@ -1,0 +1,50 @@
+"""`emoe-report DIR...`: read every results.json below the folders, write tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emoe_cli.errors import UserError
+from emoe_cli.report import plots, render, tables
+from emoe_cli.report.runs import flat_runs, load_runs
+
+
+def build_report(folders: list[str], out: Path, resamples: int = 10_000) -> str:
+    """Write CSV, Markdown, LaTeX and PNG files to `out`; return the Markdown."""
+    runs = load_runs(folders)
+    if runs.empty:
+        raise UserError(f"emoe-report: no completed results.json under {', '.join(folders)}")
+    cell_table = tables.cells(runs)
+    summary_table = tables.summary(cell_table)
+    paired_table = tables.paired(runs, resamples)
+    views = {"summary": render.summary_view(cell_table, summary_table),
+             "cells": render.cells_view(cell_table),
+             "paired": render.paired_view(paired_table)}
+    render.write_all(out, {"runs": flat_runs(runs), "cells": cell_table, "summary": summary_table,
+                           "paired": paired_table}, views)
+    plots.plot_all(cell_table, out)
+    return render.to_markdown(views)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="emoe-report", description="Paper-style tables (Markdown, CSV, LaTeX) and plots "
+        "from every results.json under the given folders.")
+    parser.add_argument("folders", nargs="+", help="folders holding runs, searched recursively")
+    parser.add_argument("--out", default="report", help="where to write (default: ./report)")
+    parser.add_argument("--resamples", type=int, default=10_000,
+                        help="bootstrap resamples for the paired intervals")
+    args = parser.parse_args(argv)
+    try:
+        markdown = build_report(args.folders, Path(args.out), args.resamples)
+    except UserError as error:
+        print(f"{error}", file=sys.stderr)
+        sys.exit(2)
+    print(markdown)
+    print(f"written to {args.out}/: report.md, *.csv, *.tex, methods_*.png")
+
+
+if __name__ == "__main__":
+    main()
