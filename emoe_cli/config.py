@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from emoe_cli.errors import UserError
 from emoe_cli.moe.convert import SPLITS
+from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.routers import ROUTERS
 
 GROUPS = ("model", "task", "moe", "gate", "trainer", "logger", "experiment", "debug")
@@ -103,5 +104,7 @@ def validate_moe(cfg: DictConfig) -> None:
              f"1..moe.num_experts ({moe.num_experts})")
     _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
     _require(moe.split in SPLITS, "moe.split", moe.split, ", ".join(SPLITS))
+    execution = moe.get("execution", "auto")
+    _require(execution in EXECUTIONS, "moe.execution", execution, ", ".join(EXECUTIONS))
     _require(0.0 <= cfg.gate.get("momentum", 0.0) < 1.0, "gate.momentum",
              cfg.gate.get("momentum"), "a number in [0, 1)")

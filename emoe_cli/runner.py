@@ -43,7 +43,8 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, **gate_options(cfg.gate))
+               split=cfg.moe.split, execution=cfg.moe.get("execution", "auto"),
+               **gate_options(cfg.gate))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:

@@ -10,6 +10,7 @@ from torch import nn
 
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.clustering import balanced_kmeans
+from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
 from emoe_cli.moe.routers import ROUTERS
@@ -25,6 +26,7 @@ def emoefy(
     gate: str = "avg_k",
     seed: int = 0,
     split: str = "cluster",
+    execution: str = "auto",
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -32,12 +34,15 @@ def emoefy(
     Adds no parameters: experts are groups of the FFN's own neurons, found by balanced
     k-means on the L2-normalised key rows (`split="random"` for the random-partition
     ablation). `gate_options` go to the router (avg_k: momentum, normalize; learned: init,
-    noise; cosine: proj_dim, temperature, noise). Returns `model` for chaining.
+    noise; cosine: proj_dim, temperature, noise). `execution` (`auto`, `masked`, `sparse`)
+    picks how the layers compute the same function. Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
     if not 1 <= top_k <= num_experts:
         raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
     adapter = adapter_for(model)
@@ -51,7 +56,7 @@ def emoefy(
             )
         expert_of_neuron = split_neurons(ffn, num_experts, seed, split)
         router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
-        moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
+        moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution).to(ffn.w1.device)
         adapter.install(blocks[index], moe)
     return model
 
