@@ -30,6 +30,7 @@ class Dispatch:
     token: torch.Tensor  # [pairs] token index of each pair
     weight: torch.Tensor  # [pairs] route weight of each pair (keeps the router's autograd graph)
     counts: list[int]  # pairs per expert, in expert order
+    unit: bool = False  # every weight is a constant 1 (avg-k gating): skip the products
 
     def spans(self) -> Iterator[tuple[int, int, int]]:
         """(expert, first pair, end pair) for every expert that received tokens."""
@@ -51,7 +52,8 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
         expert, weight, token = expert[kept], weight[kept], token[kept]
     order = torch.argsort(expert, stable=True)
     counts = torch.bincount(expert, minlength=num_experts).tolist()
-    return Dispatch(token[order], weight[order], counts)
+    unit = not weight.requires_grad and bool((weight == 1).all())
+    return Dispatch(token[order], weight[order], counts, unit)
 
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
@@ -62,7 +64,7 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
     `e·s .. (e+1)·s`). All tensors must share one dtype; the sum is accumulated in fp32.
     """
-    return _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch.counts, act,
+    return _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act,
                                 w1, b1, w2, w_up, b_up)
 
 
@@ -78,13 +80,12 @@ class _SparseExperts(torch.autograd.Function):
     """Forward and backward of `sparse_ffn`, looping over the experts that have pairs."""
 
     @staticmethod
-    def forward(ctx, x, token, weight, counts, act, w1, b1, w2, w_up, b_up):
-        size = w1.shape[0] // len(counts)
+    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up):
+        size = w1.shape[0] // len(dispatch.counts)
         pairs = token.shape[0]
         pre = x.new_empty(pairs, size)
         up = None if w_up is None else x.new_empty(pairs, size)
         out = torch.zeros(x.shape[0], w2.shape[0], dtype=torch.float32, device=x.device)
-        dispatch = Dispatch(token, weight, counts)
         with torch.autocast(x.device.type, enabled=False):
             for expert, start, end in dispatch.spans():
                 rows, pair_tokens = _rows(expert, size), token[start:end]
@@ -94,9 +95,10 @@ class _SparseExperts(torch.autograd.Function):
                 if up is not None:
                     up[start:end] = F.linear(xe, w_up[rows], _block(b_up, rows))
                     h = h * up[start:end]
-                h = h * weight[start:end, None]
+                if not dispatch.unit:
+                    h = h * weight[start:end, None]
                 out.index_add_(0, pair_tokens, F.linear(h, w2[:, rows]).float())
-        ctx.act, ctx.counts = act, counts
+        ctx.act, ctx.dispatch = act, dispatch
         ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
         return out.to(x.dtype)
 
@@ -104,8 +106,8 @@ class _SparseExperts(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, token, weight, w1, b1, w2, w_up, b_up, pre, up = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        dispatch = Dispatch(token, weight, ctx.counts)
-        size = w1.shape[0] // len(ctx.counts)
+        dispatch = ctx.dispatch
+        size = w1.shape[0] // len(dispatch.counts)
         grad_out = grad_out.to(x.dtype).contiguous()
         with torch.autocast(x.device.type, enabled=False):
             # The activation's own backward, over all pairs at once.
@@ -115,6 +117,7 @@ class _SparseExperts(torch.autograd.Function):
                 if up is not None:
                     inputs.append(up.detach().requires_grad_())
                     h = h * inputs[1]
+            weighted_h = h.detach() if dispatch.unit else h.detach() * weight[:, None]
             grad_h = torch.empty_like(pre)
             grad_w2 = torch.zeros_like(w2) if needs[7] else None
             for expert, start, end in dispatch.spans():
@@ -122,9 +125,10 @@ class _SparseExperts(torch.autograd.Function):
                 ge = grad_out.index_select(0, token[start:end])
                 grad_h[start:end] = ge @ w2[:, rows]
                 if grad_w2 is not None:
-                    grad_w2[:, rows] = ge.t() @ (h[start:end].detach() * weight[start:end, None])
+                    grad_w2[:, rows] = ge.t() @ weighted_h[start:end]
             grad_weight = (grad_h * h.detach()).sum(-1) if needs[2] else None
-            grads = torch.autograd.grad(h, inputs, grad_h * weight[:, None])
+            grads = torch.autograd.grad(h, inputs,
+                                        grad_h if dispatch.unit else grad_h * weight[:, None])
             grad_x, grad_w1, grad_b1, grad_up, grad_b_up = _input_grads(
                 x, dispatch, size, w1, w_up, grads, needs)
         return (grad_x, None, grad_weight, None, None, grad_w1,

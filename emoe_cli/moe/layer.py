@@ -112,7 +112,8 @@ class EMoEFeedForward(nn.Module):
         x = hidden_states.reshape(-1, shape[-1])
         if not (self.top_k < self.num_experts or self.weighted):
             y = self.w2(self._hidden(x))  # every expert with weight 1: the dense FFN
-        elif choose_execution(self.execution, x, self.top_k, self.num_experts) == "sparse":
+        elif choose_execution(self.execution, x, self.top_k, self.num_experts,
+                              self.expert_size) == "sparse":
             y = self._sparse(x)
         else:
             y = self._masked(x)

@@ -119,16 +119,19 @@ def test_top_k_equal_to_num_experts_is_dense_under_every_execution(build, execut
                                atol=1e-5, rtol=0)
 
 
-def test_auto_picks_sparse_for_many_tokens_and_few_experts_only():
+def test_auto_picks_sparse_for_many_tokens_few_experts_and_wide_enough_experts():
     many, one = torch.empty(4096, 768), torch.empty(1, 768)
-    assert choose_execution("auto", many, 16, 64) == "sparse"
-    assert choose_execution("auto", one, 16, 64) == "masked"
-    assert choose_execution("auto", many, 48, 64) == "masked"
+    assert choose_execution("auto", many, 16, 64, expert_size=48) == "sparse"  # BERT-base
+    assert choose_execution("auto", many, 32, 64, expert_size=48) == "sparse"
+    assert choose_execution("auto", many, 16, 64, expert_size=24) == "sparse"  # MiniLM
+    assert choose_execution("auto", many, 32, 64, expert_size=24) == "masked"
+    assert choose_execution("auto", one, 16, 64, expert_size=48) == "masked"
+    assert choose_execution("auto", many, 48, 64, expert_size=48) == "masked"
     for tokens in (1, 7, 64, 512):
         for top_k in (1, 16, 32, 64):
-            assert choose_execution("auto", torch.empty(tokens, 8), top_k, 64) in (
+            assert choose_execution("auto", torch.empty(tokens, 8), top_k, 64, 8) in (
                 "masked", "sparse")
-    assert choose_execution("masked", many, 16, 64) == "masked"
+    assert choose_execution("masked", many, 16, 64, expert_size=48) == "masked"
 
 
 def test_whole_model_matches_across_executions_in_training():
