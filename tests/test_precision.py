@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from emoe_cli.moe.layer import EMoEFeedForward
 from emoe_cli.train import run
@@ -27,7 +28,10 @@ def test_bf16_run_trains_and_evaluates_under_autocast(shared_data, minilm_path, 
                  "data.max_train_samples=8", "data.max_eval_samples=4", "task.ood=[yelp]",
                  "trainer.batch_size=4", "model.max_length=16", "trainer.precision=bf16",
                  "trainer.device=cpu"]
-    run(compose_config(overrides), tmp_path)
+    try:
+        run(compose_config(overrides), tmp_path)
+    finally:  # the accelerator's precision is process-wide: give later runs a fresh one
+        AcceleratorState._reset_state(reset_partial_state=True)
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["status"] == "completed"
     for result in (record["id"], record["ood"]["yelp"]):

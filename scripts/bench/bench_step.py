@@ -2,8 +2,10 @@
 
 Prints milliseconds per step (forward, backward, AdamW, router refresh) for the dense model
 and for EMoE under each execution path, the EMoE/dense ratios, and (with --memory) the peak
-resident memory of each, measured with `resource.getrusage` in a fresh subprocess per model
-so one measurement cannot inherit the other's peak. Batches are real SST-2 sentences.
+resident memory of each, in a fresh subprocess per model: the kernel's high-water mark
+(VmHWM) is reset just before two training steps and read after them, so building the model
+and the other models' runs cannot leak into it (`ru_maxrss` would: it survives exec, and a
+child forked from this big process starts at the parent's size). Batches are real SST-2 sentences.
 
 * `--model minilm`: the real all-MiniLM-L6-v2 weights (384 x 1536, 6 layers).
 * `--model bert-base`: a BERT-base-sized model (768 x 3072, 12 layers) randomly initialised
@@ -24,10 +26,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import argparse
 import copy
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import transformers
@@ -85,8 +87,12 @@ def peak_memory_mib(args, which: str) -> tuple[float, float]:
     return float(fields["peak_mib"]), float(fields["before_mib"])
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def rss_mib(field: str) -> float:
+    """`VmRSS` (now) or `VmHWM` (peak since the last reset) of this process, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"{field} not in /proc/self/status: peak memory needs Linux")
 
 
 def only(args) -> None:
@@ -97,10 +103,11 @@ def only(args) -> None:
     model = dense if args.only == "dense" else emoefy(
         dense, args.num_experts, args.top_k, layers="all", execution=args.only.split()[-1])
     job = step_job(model, batch, args.precision)
-    before = rss_mib()
+    before = rss_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to now
     for _ in range(2):
         job()
-    print(f"before_mib={before}\npeak_mib={rss_mib()}")
+    print(f"before_mib={before}\npeak_mib={rss_mib('VmHWM')}")
 
 
 def main() -> None:
