@@ -65,6 +65,7 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
                split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+               execution=cfg.moe.get("execution", "auto"),
                selection=cfg.moe.selection, select=cfg.moe.select,
                capacity_factor=cfg.gate.get("capacity_factor"),
                expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))

@@ -14,12 +14,16 @@ from emoe_cli.evaluation.metrics import compute_metrics, score
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
             desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """Predictions (class ids, or values for regression) and labels, gathered across processes."""
+    """Predictions (class ids, or values for regression) and labels, gathered across processes.
+
+    Runs under the accelerator's autocast (bf16/fp16 runs), also for a model it did not wrap.
+    """
     model.eval()
     predictions, labels = [], []
     for batch in tqdm(loader, desc=desc, leave=False,
                       disable=not accelerator.is_local_main_process):
-        logits = model(**batch).logits
+        with accelerator.autocast():
+            logits = model(**batch).logits
         guess = logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(dim=-1)
         guess, truth = accelerator.gather_for_metrics((guess, batch["labels"]))
         predictions.append(guess.float().cpu())

@@ -12,6 +12,7 @@ from torch import nn
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
+from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
 from emoe_cli.moe.routers import ROUTERS, SELECTIONS, SELECTS
@@ -33,6 +34,7 @@ def emoefy(
     select: str = "gate",
     capacity_factor: float | None = None,
     expert_repeat: int = 1,
+    execution: str = "auto",
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -46,12 +48,15 @@ def emoefy(
     expert's capacity (None: dropless). `expert_repeat` > 1 is GMoE's option: every expert
     is copied that many times (new parameters; trained gates only). `gate_options` go to
     the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
-    temperature, noise). Returns `model` for chaining.
+    temperature, noise). `execution` (`auto`, `masked`, `sparse`) picks how the layers
+    compute the same function. Returns `model` for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
     check_repeat(gate, expert_repeat)
     total = num_experts * expert_repeat
     if not 1 <= top_k <= total:
@@ -74,7 +79,7 @@ def emoefy(
             expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
         ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
         router = make_router(gate, total, ffn.w1.shape[1], gate_options)
-        moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router).to(ffn.w1.device)
+        moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution).to(ffn.w1.device)
         moe.expert_repeat = expert_repeat
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
         moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor

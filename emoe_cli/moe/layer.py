@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.moe.execution import EXECUTIONS, choose_execution
 from emoe_cli.moe.routers import (
     AvgKRouter,
     activation_scores,
@@ -58,11 +60,18 @@ class EMoEFeedForward(nn.Module):
     dense layer. `expert_of_neuron` keeps the original neuron order. Trained routers
     (`weighted = True`) weight experts by a softmax over the selected logits and leave a
     load-balancing loss in `aux_loss` after each training forward.
+
+    `execution` picks how the same function is computed: `masked` (the dense FFN, then
+    zero the unselected blocks), `sparse` (only the selected experts, `moe/dispatch.py`) or
+    `auto` (the faster of the two for the shapes at hand, `moe/execution.py`).
     """
 
     def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
-                 router: nn.Module | None = None) -> None:
+                 router: nn.Module | None = None, execution: str = "auto") -> None:
         super().__init__()
+        if execution not in EXECUTIONS:
+            raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
+        self.execution = execution
         expert_of_neuron = expert_of_neuron.to(torch.long).cpu()
         self.num_experts = int(expert_of_neuron.max()) + 1
         self.expert_size = ffn.d_ff // self.num_experts
@@ -125,18 +134,49 @@ class EMoEFeedForward(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape
         x = hidden_states.reshape(-1, shape[-1])
-        h = self.act(self.w1(x))
-        if self.w_up is not None:
-            h = h * self.w_up(x)
-        if self.top_k < self.num_experts or self.weighted:
-            chosen, weights = self.route(x)
-            mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
-            mask.scatter_(1, chosen, weights.to(h.dtype))
-            h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
-        y = self.w2(h)
+        if not (self.top_k < self.num_experts or self.weighted or self.capacity_factor):
+            y = self.w2(self._hidden(x))  # every expert with weight 1: the dense FFN
+        elif self._plain_weights() and choose_execution(
+                self.execution, x, self.top_k, self.num_experts, self.expert_size) == "sparse":
+            y = self._sparse(x)
+        else:
+            y = self._masked(x)
         if self.dropout is not None:
             y = self.dropout(y)
         return y.view(*shape[:-1], y.shape[-1])
+
+    def _plain_weights(self) -> bool:
+        """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,
+        so such layers compute through their modules (the masked path)."""
+        return all(type(m) is nn.Linear for m in (self.w1, self.w2, self.w_up) if m is not None)
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.w1(x))
+        return h if self.w_up is None else h * self.w_up(x)
+
+    def _masked(self, x: torch.Tensor) -> torch.Tensor:
+        """The dense FFN with each token's unselected expert blocks scaled by 0."""
+        h = self._hidden(x)
+        chosen, weights = self.route(x)
+        mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
+        mask.scatter_(1, chosen, weights.to(h.dtype))
+        h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
+        return self.w2(h)
+
+    def _sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """Only the selected experts; under autocast everything runs in its dtype, as F.linear."""
+        chosen, weights = self.route(x)
+        dtype = (torch.get_autocast_dtype(x.device.type)
+                 if torch.is_autocast_enabled(x.device.type) else x.dtype)
+
+        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(dtype)
+
+        up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
+        y = sparse_ffn(cast(x), group_by_expert(chosen, weights.to(dtype), self.num_experts),
+                       self.act, cast(self.w1.weight), cast(self.w1.bias), cast(self.w2.weight),
+                       cast(up[0]), cast(up[1]))
+        return y if self.w2.bias is None else y + cast(self.w2.bias)
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"

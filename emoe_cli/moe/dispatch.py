@@ -1,0 +1,173 @@
+"""Sparse, dropless execution of an EMoE layer: compute only the (token, expert) pairs chosen.
+
+The masked path runs the whole FFN and zeroes the unselected expert blocks, so it pays for
+every expert. Here the pairs that `route()` returned are grouped by expert (a stable sort),
+and each expert runs its own block of the (already permuted, hence contiguous) weights on
+just its tokens: a gather of those tokens, two small matrix products, and a scatter-add of
+the weighted result. No capacity limit, so a skewed router (one expert taking nearly every
+token) only makes that expert's product taller. Pairs of weight 0 (tokens a router dropped)
+are skipped: they add nothing to the output.
+
+A custom autograd function keeps memory near the masked path's: it saves only the experts'
+pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the gathered
+token copies ([pairs, d], k times the input), and re-gathers those in the backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Dispatch:
+    """The chosen (token, expert) pairs, sorted by expert so each expert's pairs are a slice."""
+
+    token: torch.Tensor  # [pairs] token index of each pair
+    weight: torch.Tensor  # [pairs] route weight of each pair (keeps the router's autograd graph)
+    counts: list[int]  # pairs per expert, in expert order
+    unit: bool = False  # every weight is a constant 1 (avg-k gating): skip the products
+
+    def spans(self) -> Iterator[tuple[int, int, int]]:
+        """(expert, first pair, end pair) for every expert that received tokens."""
+        start = 0
+        for expert, count in enumerate(self.counts):
+            if count:
+                yield expert, start, start + count
+            start += count
+
+
+def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int) -> Dispatch:
+    """Sort the pairs of `route()`'s output ([tokens, k] indices and weights) by expert."""
+    tokens, k = chosen.shape
+    expert = chosen.reshape(-1)
+    weight = weights.reshape(-1)
+    token = torch.arange(tokens, device=chosen.device).repeat_interleave(k)
+    kept = weight != 0
+    if not bool(kept.all()):  # dropped pairs (e.g. over an expert's capacity) cost nothing
+        expert, weight, token = expert[kept], weight[kept], token[kept]
+    order = torch.argsort(expert, stable=True)
+    counts = torch.bincount(expert, minlength=num_experts).tolist()
+    unit = not weight.requires_grad and bool((weight == 1).all())
+    return Dispatch(token[order], weight[order], counts, unit)
+
+
+def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
+               b1: torch.Tensor | None, w2: torch.Tensor, w_up: torch.Tensor | None = None,
+               b_up: torch.Tensor | None = None) -> torch.Tensor:
+    """`Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token, no b2.
+
+    `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
+    `e·s .. (e+1)·s`). All tensors must share one dtype; the sum is accumulated in fp32.
+    """
+    return _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act,
+                                w1, b1, w2, w_up, b_up)
+
+
+def _rows(expert: int, size: int) -> slice:
+    return slice(expert * size, (expert + 1) * size)
+
+
+def _block(w: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    return None if w is None else w[rows]
+
+
+class _SparseExperts(torch.autograd.Function):
+    """Forward and backward of `sparse_ffn`, looping over the experts that have pairs."""
+
+    @staticmethod
+    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up):
+        size = w1.shape[0] // len(dispatch.counts)
+        pairs = token.shape[0]
+        pre = x.new_empty(pairs, size)
+        up = None if w_up is None else x.new_empty(pairs, size)
+        out = torch.zeros(x.shape[0], w2.shape[0], dtype=torch.float32, device=x.device)
+        with torch.autocast(x.device.type, enabled=False):
+            for expert, start, end in dispatch.spans():
+                rows, pair_tokens = _rows(expert, size), token[start:end]
+                xe = x.index_select(0, pair_tokens)
+                pre[start:end] = F.linear(xe, w1[rows], _block(b1, rows))
+                h = act(pre[start:end])
+                if up is not None:
+                    up[start:end] = F.linear(xe, w_up[rows], _block(b_up, rows))
+                    h = h * up[start:end]
+                if not dispatch.unit:
+                    h = h * weight[start:end, None]
+                out.index_add_(0, pair_tokens, F.linear(h, w2[:, rows]).float())
+        ctx.act, ctx.dispatch = act, dispatch
+        ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, token, weight, w1, b1, w2, w_up, b_up, pre, up = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        dispatch = ctx.dispatch
+        size = w1.shape[0] // len(dispatch.counts)
+        grad_out = grad_out.to(x.dtype).contiguous()
+        with torch.autocast(x.device.type, enabled=False):
+            # The activation's own backward, over all pairs at once.
+            with torch.enable_grad():
+                inputs = [pre.detach().requires_grad_()]
+                h = ctx.act(inputs[0])
+                if up is not None:
+                    inputs.append(up.detach().requires_grad_())
+                    h = h * inputs[1]
+            weighted_h = h.detach() if dispatch.unit else h.detach() * weight[:, None]
+            grad_h = torch.empty_like(pre)
+            grad_w2 = torch.zeros_like(w2) if needs[7] else None
+            for expert, start, end in dispatch.spans():
+                rows = _rows(expert, size)
+                ge = grad_out.index_select(0, token[start:end])
+                grad_h[start:end] = ge @ w2[:, rows]
+                if grad_w2 is not None:
+                    grad_w2[:, rows] = ge.t() @ weighted_h[start:end]
+            grad_weight = (grad_h * h.detach()).sum(-1) if needs[2] else None
+            grads = torch.autograd.grad(h, inputs,
+                                        grad_h if dispatch.unit else grad_h * weight[:, None])
+            grad_x, grad_w1, grad_b1, grad_up, grad_b_up = _input_grads(
+                x, dispatch, size, w1, w_up, grads, needs)
+        return (grad_x, None, grad_weight, None, None, grad_w1,
+                grad_b1 if needs[6] else None, grad_w2, grad_up,
+                grad_b_up if needs[9] else None)
+
+
+def _input_grads(x, dispatch, size, w1, w_up, grads, needs):
+    """Gradients of x and of the first-layer weights and biases, expert by expert."""
+    grad_pre = grads[0]
+    grad_upv = grads[1] if len(grads) > 1 else None
+    grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device) if needs[0] else None
+    grad_w1 = torch.zeros_like(w1) if needs[5] else None
+    grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
+    for expert, start, end in dispatch.spans():
+        rows, pair_tokens = _rows(expert, size), dispatch.token[start:end]
+        gp = grad_pre[start:end]
+        gu = None if grad_upv is None else grad_upv[start:end]
+        if grad_w1 is not None or grad_up is not None:
+            xe = x.index_select(0, pair_tokens)
+            if grad_w1 is not None:
+                grad_w1[rows] = gp.t() @ xe
+            if grad_up is not None:
+                grad_up[rows] = gu.t() @ xe
+        if grad_x is not None:
+            gx = gp @ w1[rows]
+            if gu is not None:
+                gx = gx + gu @ w_up[rows]
+            grad_x.index_add_(0, pair_tokens, gx.float())
+    grad_b1 = _per_neuron_sums(grad_pre, dispatch, size, w1.shape[0])
+    grad_b_up = None if grad_upv is None else _per_neuron_sums(grad_upv, dispatch, size,
+                                                               w1.shape[0])
+    return (None if grad_x is None else grad_x.to(x.dtype), grad_w1, grad_b1, grad_up,
+            grad_b_up)
+
+
+def _per_neuron_sums(grad: torch.Tensor, dispatch: Dispatch, size: int, d_ff: int):
+    """Bias gradients: each expert's pair gradients summed into its block of neurons."""
+    sums = grad.new_zeros(d_ff)
+    for expert, start, end in dispatch.spans():
+        sums[_rows(expert, size)] = grad[start:end].sum(0)
+    return sums

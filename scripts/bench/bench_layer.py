@@ -1,0 +1,167 @@
+"""One FFN layer: the dense FFN vs EMoE masked vs EMoE sparse, forward and forward+backward.
+
+Inputs are the real hidden states that reach the FFN when a batch of real SST-2 text
+(32 x 128 = 4096 tokens) runs through all-MiniLM-L6-v2, so routing is as skewed as it is in
+practice. Two layers are measured:
+
+* MiniLM layer `--layer` (real weights, 384 x 1536);
+* a BERT-base-shaped layer (768 x 3072) made of two real MiniLM FFNs side by side
+  (block-diagonal W1 and W2, input = the two layers' real inputs concatenated): real weights
+  and real, skewed routing at BERT-base's shapes (no BERT-base weights are available offline).
+
+Forward runs without autograd (inference); forward+backward computes input and weight
+gradients. Times are medians of interleaved rounds, so ratios come from one run.
+
+    python scripts/bench/bench_layer.py [--rounds 5] [--top-k 16 32] [--bf16-tokens 256]
+
+OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set): on a machine with
+more busy processes than cores, spinning threads steal the cores their peers need, which
+slows every small parallel operation (the sparse path's per-expert steps) tens of times.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
+
+import argparse
+
+import torch
+import transformers
+from common import interleaved_medians, make_batch, text_source
+from torch import nn
+
+from emoe_cli.models import resolve_weights
+from emoe_cli.moe.adapters import adapter_for
+from emoe_cli.moe.convert import split_neurons
+from emoe_cli.moe.dispatch import group_by_expert
+from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
+
+
+def ffn_inputs(model: nn.Module, batch: dict) -> list[torch.Tensor]:
+    """The [tokens, d] input of every layer's FFN for `batch`."""
+    captured = []
+    hooks = [layer.intermediate.register_forward_hook(
+        lambda _m, args, _out: captured.append(args[0].detach().reshape(-1, args[0].shape[-1])))
+        for layer in model.encoder.layer]
+    with torch.no_grad():
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    for hook in hooks:
+        hook.remove()
+    return captured
+
+
+def side_by_side(a: DenseFFN, b: DenseFFN) -> DenseFFN:
+    """One FFN computing `a` on the first half of its input and `b` on the second half."""
+    return DenseFFN(w1=torch.block_diag(a.w1, b.w1), b1=torch.cat([a.b1, b.b1]),
+                    w2=torch.block_diag(a.w2, b.w2), b2=torch.cat([a.b2, b.b2]), act=a.act)
+
+
+class Dense(nn.Module):
+    """The original FFN: two linear layers around the activation."""
+
+    def __init__(self, ffn: DenseFFN) -> None:
+        super().__init__()
+        self.w1, self.w2, self.act = nn.Linear(1, 1), nn.Linear(1, 1), ffn.act
+        self.w1.weight, self.w1.bias = nn.Parameter(ffn.w1.clone()), nn.Parameter(ffn.b1.clone())
+        self.w2.weight, self.w2.bias = nn.Parameter(ffn.w2.clone()), nn.Parameter(ffn.b2.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.act(self.w1(x)))
+
+
+def jobs_for(layers: dict[str, nn.Module], x: torch.Tensor, grad: torch.Tensor, dtype):
+    """A forward job and a forward+backward job per layer."""
+    autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+
+    def forward(layer):
+        def job():
+            with torch.no_grad(), autocast:
+                layer(x)
+        return job
+
+    def train(layer):
+        def job():
+            xg = x.clone().requires_grad_()
+            with autocast:
+                y = layer(xg)
+            y.backward(grad.to(y.dtype))
+            layer.zero_grad(set_to_none=True)
+        return job
+
+    return ({f"{n} fwd": forward(m) for n, m in layers.items()},
+            {f"{n} fwd+bwd": train(m) for n, m in layers.items()})
+
+
+def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) -> None:
+    print(f"\n{name}: d={ffn.w1.shape[1]}, d_ff={ffn.d_ff}, {x.shape[0]} tokens, {dtype}")
+    print(f"{'k/N':<8}{'path':<9}{'fwd ms':>9}{'fwd+bwd ms':>12}{'dense/path fwd':>16}"
+          f"{'dense/path f+b':>16}   routing")
+    for top_k in args.top_k:
+        expert_of_neuron = split_neurons(ffn, args.num_experts, seed=0, split="cluster")
+        layers = {"dense": Dense(ffn)}
+        for execution in ("masked", "sparse"):
+            layers[execution] = EMoEFeedForward(ffn, expert_of_neuron, top_k,
+                                                execution=execution).train()
+        check_equal(layers["masked"], layers["sparse"], x)
+        grad = torch.randn(x.shape[0], ffn.w2.shape[0], generator=torch.Generator().manual_seed(0))
+        fwd, train = jobs_for(layers, x, grad, dtype)
+        times = interleaved_medians({**fwd, **train}, args.rounds)
+        counts = torch.tensor(group_by_expert(*layers["sparse"].route(x), args.num_experts).counts)
+        skew = (f"busiest expert gets {counts.max() / x.shape[0]:.0%} of tokens, "
+                f"{counts.max() / counts.float().mean():.1f}x the mean load")
+        for path in layers:
+            f, t = times[f"{path} fwd"], times[f"{path} fwd+bwd"]
+            print(f"{top_k}/{args.num_experts:<5}{path:<9}{1000 * f:>9.1f}{1000 * t:>12.1f}"
+                  f"{times['dense fwd'] / f:>15.2f}x{times['dense fwd+bwd'] / t:>15.2f}x"
+                  f"   {skew if path == 'sparse' else ''}")
+
+
+def check_equal(masked: nn.Module, sparse: nn.Module, x: torch.Tensor) -> None:
+    """Refuse to time two paths that do not compute the same function."""
+    with torch.no_grad():
+        want, got = masked(x), sparse(x)
+    error = ((got - want).abs().max() / want.abs().max()).item()
+    if error > 1e-4:
+        raise SystemExit(f"sparse and masked outputs differ: relative error {error:.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--num-experts", type=int, default=64)
+    parser.add_argument("--top-k", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--layer", type=int, default=3, help="MiniLM layer (0-5)")
+    parser.add_argument("--bf16-tokens", type=int, default=0,
+                        help="also time bf16 autocast on this many tokens (0: skip)")
+    args = parser.parse_args()
+
+    weights = resolve_weights("sentence-transformers/all-MiniLM-L6-v2")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(weights)
+    model = transformers.AutoModel.from_pretrained(weights).eval()
+    inputs = ffn_inputs(model, make_batch(tokenizer, 32, 128))
+    blocks = adapter_for(model).blocks(model)
+    ffns = [adapter_for(model).read(block) for block in blocks]
+    ffns = [DenseFFN(f.w1.detach(), f.b1.detach(), f.w2.detach(), f.b2.detach(), f.act)
+            for f in ffns]
+    print(f"Layer benchmark on {text_source()}; {torch.get_num_threads()} threads "
+          f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), torch {torch.__version__}; "
+          f"medians of {args.rounds} interleaved rounds; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
+    a, b = args.layer, (args.layer + 1) % len(ffns)
+    cases = [(f"MiniLM layer {a} (real weights)", ffns[a], inputs[a]),
+             (f"BERT-base-shaped: MiniLM layers {a} and {b} side by side (real weights, "
+              "block-diagonal)", side_by_side(ffns[a], ffns[b]),
+              torch.cat([inputs[a], inputs[b]], dim=1))]
+    torch.manual_seed(0)
+    for name, ffn, x in cases:
+        bench(name, ffn, x, args)
+    if args.bf16_tokens:
+        for name, ffn, x in cases:
+            bench(name, ffn, x[:args.bf16_tokens], args, dtype=torch.bfloat16)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Helpers shared by the benchmarks: a batch of real SST-2 text and interleaved timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "SST-2" / "train.tsv"
+
+
+def make_batch(tokenizer, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+    """`batch_size` rows of real SST-2 sentences (several per row, to fill `seq_len`)."""
+    if DATA.exists():
+        lines = DATA.read_text().splitlines()[1:]
+        texts = [" ".join(line.split("\t")[0] for line in lines[i::batch_size][:8])
+                 for i in range(batch_size)]
+    else:
+        texts = [" ".join(["token"] * seq_len)] * batch_size
+    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
+                      return_tensors="pt")
+    batch["labels"] = torch.arange(batch_size) % 2
+    return dict(batch)
+
+
+def text_source() -> str:
+    return f"real SST-2 text ({DATA})" if DATA.exists() else "a fixed dummy text (no SST-2 here)"
+
+
+def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each job, run in turns so a busy machine slows them all alike."""
+    for job in jobs.values():
+        for _ in range(warmup):
+            job()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            started = time.perf_counter()
+            job()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -1,0 +1,164 @@
+"""The sparse path computes exactly what the masked path does, forward and backward."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
+from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.moe.execution import choose_execution
+from emoe_cli.moe.layer import DenseFFN
+from emoe_cli.moe.routers import LearnedRouter
+from tests.conftest import tiny_bert, tiny_llama
+
+D, D_FF, N = 16, 48, 8
+
+
+def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3) -> EMoEFeedForward:
+    torch.manual_seed(0)
+
+    def maybe(*shape):
+        return torch.randn(*shape) if bias else None
+
+    ffn = DenseFFN(w1=torch.randn(D_FF, D), b1=maybe(D_FF), w2=torch.randn(D, D_FF) / 4,
+                   b2=maybe(D), act=nn.SiLU() if gated else nn.GELU(),
+                   w_up=torch.randn(D_FF, D) if gated else None,
+                   b_up=maybe(D_FF) if gated else None)
+    expert_of_neuron = torch.randperm(D_FF) % N
+    router = LearnedRouter(N, D) if weighted else None
+    return EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution="masked")
+
+
+def _run(layer: EMoEFeedForward, x: torch.Tensor, grad: torch.Tensor):
+    """Output, input gradient and every parameter's gradient of one forward+backward."""
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    y.backward(grad)
+    return y.detach(), x.grad, {n: p.grad for n, p in layer.named_parameters()}
+
+
+def _assert_same(masked: EMoEFeedForward, x: torch.Tensor, rel: float = 1e-4,
+                 prepare=lambda layer: None) -> None:
+    masked.aux_loss = None  # a graph from an earlier forward cannot be deep-copied
+    sparse = copy.deepcopy(masked)
+    sparse.execution = "sparse"
+    prepare(masked)
+    prepare(sparse)
+    grad = torch.randn(x.shape[0], D, generator=torch.Generator().manual_seed(1))
+    expected, actual = _run(masked, x, grad), _run(sparse, x, grad)
+    for want, got in [(expected[0], actual[0]), (expected[1], actual[1]),
+                      *((expected[2][n], actual[2][n]) for n in expected[2])]:
+        assert got is not None
+        assert (got - want).abs().max() <= rel * want.abs().max()
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
+def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted):
+    layer = _layer(gated, bias, weighted)
+    _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+def test_heavily_skewed_routing_is_dropless(gated):
+    layer = _layer(gated, bias=True, weighted=False)
+    direction = torch.randn(D, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():  # experts 0 and 1 point where every token points
+        layer.router.keys[0] = 10 * direction
+        layer.router.keys[1] = 9 * direction
+    x = torch.randn(64, D, generator=torch.Generator().manual_seed(4)) + 3 * direction
+    chosen, weights = layer.route(x)
+    counts = group_by_expert(chosen, weights, N).counts
+    assert counts[0] == counts[1] == 64 and sum(counts) == 64 * 3
+    _assert_same(layer, x)
+
+
+def test_pairs_of_weight_zero_are_skipped_and_change_nothing():
+    """A capacity limit reports a dropped pair as weight 0; both paths must ignore it."""
+
+    def drop_some_pairs(layer):
+        route = layer.route
+
+        def route_with_drops(x):
+            chosen, weights = route(x)
+            keep = torch.ones_like(weights)
+            keep[::3, 0] = 0  # drop the first choice of every third token
+            return chosen, weights * keep
+
+        layer.route = route_with_drops
+
+    layer = _layer(gated=False, bias=True, weighted=True)
+    x = torch.randn(30, D, generator=torch.Generator().manual_seed(5))
+    _assert_same(layer, x, prepare=drop_some_pairs)
+    drop_some_pairs(layer)
+    assert sum(group_by_expert(*layer.route(x), N).counts) == 30 * 3 - 10
+
+
+def test_sparse_with_every_expert_is_the_dense_ffn():
+    layer = _layer(gated=True, bias=True, weighted=False, top_k=N)
+    x = torch.randn(20, D, generator=torch.Generator().manual_seed(6))
+    chosen = torch.arange(N).repeat(20, 1)
+    dense = layer.w2(layer.act(layer.w1(x)) * layer.w_up(x))
+    sparse = sparse_ffn(x, group_by_expert(chosen, torch.ones(20, N), N), layer.act,
+                        layer.w1.weight, layer.w1.bias, layer.w2.weight, layer.w_up.weight,
+                        layer.w_up.bias) + layer.w2.bias
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("execution", ["auto", "masked", "sparse"])
+@pytest.mark.parametrize("build", [tiny_bert, tiny_llama])
+def test_top_k_equal_to_num_experts_is_dense_under_every_execution(build, execution):
+    dense = build()
+    ids = torch.randint(1, 100, (2, 12), generator=torch.Generator().manual_seed(7))
+    moe = emoefy(copy.deepcopy(dense), num_experts=8, top_k=8, execution=execution)
+    assert {m.execution for m in emoe_modules(moe)} == {execution}
+    torch.testing.assert_close(moe(input_ids=ids).logits, dense(input_ids=ids).logits,
+                               atol=1e-5, rtol=0)
+
+
+def test_auto_picks_sparse_for_many_tokens_few_experts_and_wide_enough_experts():
+    many, one = torch.empty(4096, 768), torch.empty(1, 768)
+    assert choose_execution("auto", many, 16, 64, expert_size=48) == "sparse"  # BERT-base
+    assert choose_execution("auto", many, 32, 64, expert_size=48) == "sparse"
+    assert choose_execution("auto", many, 16, 64, expert_size=24) == "sparse"  # MiniLM
+    assert choose_execution("auto", many, 32, 64, expert_size=24) == "masked"
+    assert choose_execution("auto", one, 16, 64, expert_size=48) == "masked"
+    assert choose_execution("auto", many, 48, 64, expert_size=48) == "masked"
+    for tokens in (1, 7, 64, 512):
+        for top_k in (1, 16, 32, 64):
+            assert choose_execution("auto", torch.empty(tokens, 8), top_k, 64, 8) in (
+                "masked", "sparse")
+    assert choose_execution("masked", many, 16, 64, expert_size=48) == "masked"
+
+
+def test_whole_model_matches_across_executions_in_training():
+    model = emoefy(tiny_llama(), num_experts=8, top_k=2, execution="masked").train()
+    sparse = copy.deepcopy(model)
+    for module in emoe_modules(sparse):
+        module.execution = "sparse"
+    ids = torch.randint(1, 100, (2, 12), generator=torch.Generator().manual_seed(8))
+    for m in (model, sparse):
+        m(input_ids=ids, labels=ids).loss.backward()
+    for (name, p), q in zip(model.named_parameters(), sparse.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bf16_autocast_runs_both_paths_in_bf16():
+    layer = _layer(gated=False, bias=True, weighted=True)
+    sparse = copy.deepcopy(layer)
+    sparse.execution = "sparse"
+    x = torch.randn(40, D, generator=torch.Generator().manual_seed(9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, got = layer(x), sparse(x)
+    assert want.dtype == got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.03, atol=0.03)
+    got.float().sum().backward()
+    assert sparse.w1.weight.grad.dtype == torch.float32
+
+
+def test_unknown_execution_is_named():
+    with pytest.raises(ValueError, match="execution='fast' is unknown; valid: auto, masked"):
+        emoefy(tiny_bert(), num_experts=8, top_k=2, execution="fast")
