@@ -178,7 +178,7 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
     prediction_maps = {name: link.predictions for name, link in bridges.items()
                        if link.predictions is not None}
     return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
-                    prediction_maps, None if held_out is None else encode(held_out),
+                    prediction_maps, selection=None if held_out is None else encode(held_out),
                     skipped_rows=dict(bad_rows.skipped))
 
 

@@ -64,7 +64,7 @@ def test_a_crash_in_a_multirun_is_recorded_and_the_sweep_goes_on(tmp_path, monke
 
 def test_single_runs_never_skip(shared_data, minilm_path, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(train, "run_experiment", lambda cfg, record, tracker: calls.append(1))
+    monkeypatch.setattr(train, "run_experiment", lambda cfg, record, *rest: calls.append(1))
     cfg = compose_config([*TINY, "logger=none", f"sweep.index_dir={tmp_path}/i"])
     run(cfg, tmp_path / "a")
     run(cfg, tmp_path / "b")

@@ -175,3 +175,21 @@ def test_merging_the_adapters_keeps_the_emoe_model_function():
         merged = model.merge_and_unload()
         assert type(next(emoe_modules(merged)).w1) is nn.Linear
         assert torch.allclose(merged(input_ids=ids).logits, tuned, atol=1e-5)
+
+
+def test_lora_adapted_experts_keep_their_adapters_under_sparse_execution():
+    """The sparse kernel reads raw weights, so LoRA-wrapped layers must compute masked."""
+    torch.manual_seed(0)
+    model = apply_lora(emoefy(tiny_bert(), num_experts=4, top_k=2, layers=[1],
+                              execution="sparse"), "emoe").eval()
+    layer = next(emoe_modules(model))
+    with torch.no_grad():
+        for module in (layer.w1, layer.w2):
+            for weight in module.lora_B.values():
+                weight.weight.normal_()  # a non-zero adapter, as after training
+    ids = torch.randint(1, 100, (2, 7))
+    adapted = model(input_ids=ids).logits
+    layer.execution = "masked"
+    assert torch.allclose(adapted, model(input_ids=ids).logits, atol=1e-6)
+    with model.disable_adapter():
+        assert not torch.allclose(adapted, model(input_ids=ids).logits, atol=1e-3)
