@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -100,6 +101,9 @@ def evaluate_ood(model, loader, accelerator, metric_names, name, map_predictions
 def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
     if trainer_cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("trainer.device='cuda' but no GPU is visible; valid here: auto, cpu")
+    # Hydra's basic launcher runs a sweep's jobs in one process, and accelerate keeps the first
+    # job's precision process-wide; clear it (not the distributed state) so each job has its own.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=trainer_cfg.device == "cpu",
                        mixed_precision=MIXED_PRECISION[trainer_cfg.precision],
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)

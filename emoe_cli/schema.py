@@ -127,8 +127,9 @@ class AvgKGateSchema:
 
 
 @dataclass
-class LearnedGateSchema:
-    init: str = field(default="keys", metadata=one_of("keys", "random"))
+class TrainedGateSchema:
+    """What every trained router (EMoE-learn, GMoE) shares."""
+
     noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
     aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
                                                                 lambda v: v >= 0))
@@ -137,14 +138,14 @@ class LearnedGateSchema:
 
 
 @dataclass
-class CosineGateSchema:
+class LearnedGateSchema(TrainedGateSchema):
+    init: str = field(default="keys", metadata=one_of("keys", "random"))
+
+
+@dataclass
+class CosineGateSchema(TrainedGateSchema):
     proj_dim: int = field(default=256, metadata=at_least(1))
     temperature: float = field(default=0.07, metadata=positive())
-    noise: float = field(default=0.0, metadata=check("a number >= 0", lambda v: v >= 0))
-    aux_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
-                                                                lambda v: v >= 0))
-    capacity_factor: float | None = field(default=None, metadata=optional(positive()))
-    expert_repeat: int = field(default=1, metadata=at_least(1))
 
 
 @dataclass
