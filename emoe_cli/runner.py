@@ -199,8 +199,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
             return evaluate(model, select_loader, accelerator, metrics, desc="select eval")
 
     checkpoints = checkpoint_store(cfg, record)
-    if checkpoints is not None and checkpoints.latest() is not None:
-        record.extra["resumed_from"] = str(checkpoints.latest())
+    resumable = checkpoints.latest() if checkpoints is not None else None
+    if resumable is not None:
+        record.extra["resumed_from"] = str(resumable)
     with expert_mode(model, train_as):
         result = fit(model, train_loader, evaluate_for_selection, accelerator, cfg.trainer,
                      tracker, aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0)

@@ -88,11 +88,10 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
               file=sys.stderr)  # one failing job never stops the others
     finally:
         path = save_record(record, output_dir)
-        if record.status == "completed":
-            remember_completed(cfg.sweep, identity, path)
         if tracker is not None:
             tracker.finish(exit_code=exit_code)
         if record.status == "completed":
+            remember_completed(cfg.sweep, identity, path)
             print(summary_table(record.to_dict(), str(path)))
     if record.status == "interrupted":
         stop.pass_on()  # under submitit: requeue this job; it resumes from the checkpoint

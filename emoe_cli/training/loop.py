@@ -76,14 +76,15 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
                 loss = model(**batch).loss
                 if aux_loss_weight:
                     loss = loss + aux_loss_weight * balance_loss(moe_layers)
-                check_finite(loss, state, checkpoints)
+                value = loss.item()  # the step's one device sync, before the weights move
+                check_finite(value, state, checkpoints)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and trainer_cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), trainer_cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            state.epoch_losses.append(loss.item())
+            state.epoch_losses.append(value)
             state.batches_done += 1
             if accelerator.sync_gradients:
                 state.step += 1
@@ -92,9 +93,10 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
                              "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
                 if stop is not None and stop.requested:
                     state.train_seconds += time.perf_counter() - started
-                    where = f"in epoch {epoch + 1} after step {state.step}"
-                    raise RunInterrupted(stop.signal_name, save_for_resume(checkpoints, where,
-                                                                           accelerator))
+                    if checkpoints is not None:
+                        checkpoints.save(accelerator)
+                    raise RunInterrupted(stop.signal_name, stopped_at(
+                        f"in epoch {epoch + 1} after step {state.step}", checkpoints))
             if state.step >= total_steps:
                 break
         bar.close()
@@ -104,7 +106,8 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
         if checkpoints is not None:
             checkpoints.save(accelerator)
         if stop is not None and stop.requested:
-            raise RunInterrupted(stop.signal_name, f"after epoch {epoch + 1}, checkpoint saved")
+            raise RunInterrupted(stop.signal_name, stopped_at(f"after epoch {epoch + 1}",
+                                                              checkpoints))
 
     if state.best_state is not None:
         accelerator.unwrap_model(model).load_state_dict(state.best_state)
@@ -134,22 +137,22 @@ def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accele
     state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
 
 
-def check_finite(loss: torch.Tensor, state: TrainingState,
-                 checkpoints: CheckpointStore | None) -> None:
+def check_finite(loss: float, state: TrainingState, checkpoints: CheckpointStore | None) -> None:
     """Stop at the first NaN/inf loss, before it reaches the weights, naming the step."""
-    if torch.isfinite(loss.detach()).all():
+    if math.isfinite(loss):
         return
     kept = checkpoints.latest() if checkpoints is not None else None
     raise TrainingDiverged(
-        f"loss is {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}); "
+        f"loss is {loss} at step {state.step + 1} (epoch {state.epoch + 1}); "
         + (f"last good checkpoint kept at {kept}" if kept else "no checkpoint was saved yet")
         + "; try a lower trainer.lr or trainer.precision=fp32")
 
 
-def save_for_resume(checkpoints: CheckpointStore | None, where: str, accelerator) -> str:
+def stopped_at(where: str, checkpoints: CheckpointStore | None) -> str:
+    """Where a stop request took effect, and what a rerun resumes from."""
     if checkpoints is None:
         return where + " (checkpoints off: nothing to resume from)"
-    return f"{where}, checkpoint saved to {checkpoints.save(accelerator)}"
+    return f"{where}, checkpoint saved to {checkpoints.current}"
 
 
 def balance_loss(moe_layers) -> torch.Tensor | float:
