@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
@@ -15,18 +14,14 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
 from emoe_cli.config import validate
 from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
-from emoe_cli.data.tasks import load_task_data
 from emoe_cli.errors import UserError
-from emoe_cli.evaluation.evaluate import evaluate, predict
-from emoe_cli.evaluation.metrics import compute_metrics, score
-from emoe_cli.models import load_classifier, load_config, load_tokenizer, resolve_weights
-from emoe_cli.moe import emoefy
+from emoe_cli.method import convert, moe_errors
+from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
 from emoe_cli.moe.noise import add_uniform_noise
@@ -36,66 +31,15 @@ from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
-from emoe_cli.training.lora import apply_lora_config, lora_enabled, lora_method, trainable_summary
+from emoe_cli.training.lora import apply_lora_config, lora_enabled, trainable_summary
 from emoe_cli.training.sampler import EpochShuffleSampler
 from emoe_cli.training.signals import StopRequest
+from emoe_cli.workloads import Workload, build_workload
 
 log = logging.getLogger("emoe")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluation
 logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # a line per file
-
-
-def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
-    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
-    for NoisyTune."""
-    if not cfg.moe.enabled:
-        return lora_method("noisy" if cfg.moe.get("noise_lambda") else "dense", cfg)
-    ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
-                 *(f"_{phase}_dense" for phase in ("train", "eval")
-                   if cfg.moe[f"{phase}_as"] == "dense"),
-                 "_noisy" if cfg.moe.get("noise_lambda") else ""]
-    base = cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
-    return lora_method(base + "".join(ablations), cfg)
-
-
-def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
-    """Apply `emoefy` with the run's MoE and gate settings."""
-    with moe_errors():
-        emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
-               layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
-               execution=cfg.moe.get("execution", "auto"),
-               selection=cfg.moe.selection, select=cfg.moe.select,
-               capacity_factor=cfg.gate.get("capacity_factor"),
-               expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))
-
-
-def gate_options(gate_cfg: DictConfig) -> dict:
-    """The router's own options: the gate config less what the runner itself reads."""
-    options = OmegaConf.to_container(gate_cfg, resolve=True)
-    for key in ("name", "method", "aux_loss_weight", "capacity_factor", "expert_repeat"):
-        options.pop(key, None)
-    return options
-
-
-@contextmanager
-def moe_errors():
-    """Report the method's argument errors as user errors on the `moe` keys."""
-    try:
-        yield
-    except ValueError as error:
-        raise UserError(f"moe: {error}") from error
-
-
-def evaluate_ood(model, loader, accelerator, metric_names, name, map_predictions=None) -> dict:
-    """Score one OOD set, mapping predicted classes into its labels first if needed (MNLI→HANS)."""
-    if map_predictions is None:
-        return evaluate(model, loader, accelerator, metric_names, desc=f"OOD {name}")
-    predictions, labels = predict(model, loader, accelerator, desc=f"OOD {name}")
-    metrics = compute_metrics(metric_names, map_predictions(predictions), labels)
-    return {"metrics": metrics, "score": score(metrics), "num_examples": int(len(labels))}
 
 
 def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
@@ -119,7 +63,7 @@ def checkpoint_store(cfg: DictConfig, record: RunRecord) -> CheckpointStore | No
     return store
 
 
-def keep_model(cfg: DictConfig, model, tokenizer, output_dir: str | Path | None,
+def keep_model(cfg: DictConfig, model, workload: Workload, output_dir: str | Path | None,
                record: RunRecord, score_splits, accelerator: Accelerator) -> None:
     """`moe.save_model`: write the model (load_emoe rebuilds it). `moe.export_dense`: write it
     in the original dense layout, reload that with plain transformers and score it on ID and
@@ -128,10 +72,11 @@ def keep_model(cfg: DictConfig, model, tokenizer, output_dir: str | Path | None,
         return
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="emoe-run-"))
     if cfg.moe.save_model:
-        record.extra["saved_model"] = str(save_emoe(model, output_dir / "model", tokenizer))
+        record.extra["saved_model"] = str(save_emoe(model, output_dir / "model",
+                                                   workload.processor))
     if cfg.moe.export_dense:
-        path = export_dense(model, output_dir / "dense_model", tokenizer)
-        dense = accelerator.prepare(load_classifier(str(path), cfg.task.num_labels, tokenizer))
+        path = export_dense(model, output_dir / "dense_model", workload.processor)
+        dense = accelerator.prepare(workload.load_model(str(path)))
         id_result, ood = score_splits(dense)
         record.extra["dense_export"] = {"path": str(path), "id": {"split": cfg.task.eval_split,
                                                                   **id_result}, "ood": ood}
@@ -154,14 +99,13 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     if cfg.moe.enabled:  # fail before any heavy work
         with moe_errors():
             check_fits(load_config(weights), cfg.moe.num_experts, cfg.moe.layers)
-    tokenizer = load_tokenizer(weights)
-    data = load_task_data(cfg.task, cfg.data, tokenizer, cfg.model.max_length)
+    workload = build_workload(cfg, weights)
+    data, collate, evaluate = workload.data, workload.collate, workload.evaluate
     if data.skipped_rows:
         record.extra["skipped_rows"] = data.skipped_rows
-    model = load_classifier(weights, cfg.task.num_labels, tokenizer)
+    model = workload.load_model(weights)
     add_uniform_noise(model, cfg.moe.get("noise_lambda", 0.0), seed=cfg.seed)  # NoisyTune
 
-    collate = DataCollatorWithPadding(tokenizer)
     started = time.perf_counter()
     if cfg.moe.enabled:  # convert, then prove k = N still gives the dense outputs
         probe = probe_batch(data.train, collate, cfg.moe.receipt_batch_size)
@@ -189,14 +133,13 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
 
     model, train_loader, id_loader = accelerator.prepare(model, train_loader,
                                                          eval_loader(data.validation))
-    metrics = list(cfg.task.metrics)
     train_as, eval_as = cfg.moe.get("train_as", "emoe"), cfg.moe.get("eval_as", "emoe")
     select_loader = id_loader if data.selection is None else accelerator.prepare(
         eval_loader(data.selection))  # data.selection=heldout: dev only reports
 
     def evaluate_for_selection():
         with expert_mode(model, eval_as):
-            return evaluate(model, select_loader, accelerator, metrics, desc="select eval")
+            return evaluate(model, select_loader, accelerator, "select eval")
 
     checkpoints = checkpoint_store(cfg, record)
     resumable = checkpoints.latest() if checkpoints is not None else None
@@ -211,7 +154,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         reported = result.best_eval
     else:  # data.selection=heldout: the held-out part chose the epoch; dev only reports
         with expert_mode(model, eval_as):
-            reported = evaluate(model, id_loader, accelerator, metrics, desc="ID eval")
+            reported = evaluate(model, id_loader, accelerator, "ID eval")
     record.id = {"split": cfg.task.eval_split, **reported}
     record.extra.update(selection_record(cfg.data, result.best_eval))
     record.timing["train"] = result.train_seconds
@@ -221,8 +164,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                    for name, split in data.ood.items()}
 
     def score_ood(net):
-        return {name: evaluate_ood(net, loader, accelerator, metrics, name,
-                                   data.prediction_maps.get(name))
+        return {name: evaluate(net, loader, accelerator, f"OOD {name}",
+                               data.prediction_maps.get(name))
                 for name, loader in ood_loaders.items()}
 
     started = time.perf_counter()
@@ -232,8 +175,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     if OmegaConf.select(cfg, "analysis.routing", default=False) and cfg.moe.enabled and output_dir:
         record.extra["routing_file"] = record_routing(
             model, routing_splits(data, eval_loader, cfg), output_dir, accelerator.device).name
-    keep_model(cfg, accelerator.unwrap_model(model), tokenizer, output_dir, record,
-               lambda net: (evaluate(net, id_loader, accelerator, metrics, desc="dense ID"),
+    keep_model(cfg, accelerator.unwrap_model(model), workload, output_dir, record,
+               lambda net: (evaluate(net, id_loader, accelerator, "dense ID"),
                             score_ood(net)), accelerator)
     if checkpoints is not None and not cfg.trainer.keep_checkpoint:
         checkpoints.remove()  # finished: nothing left to resume

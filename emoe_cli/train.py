@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import check_group_choices
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
+from emoe_cli.method import method_name
 from emoe_cli.records import RunRecord, save_record
-from emoe_cli.runner import method_name, run_experiment
+from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run

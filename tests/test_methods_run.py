@@ -6,8 +6,8 @@ import pytest
 import torch
 import transformers
 
+from emoe_cli.method import method_name
 from emoe_cli.moe import emoe_modules, load_emoe
-from emoe_cli.runner import method_name
 from emoe_cli.train import run
 from tests.helpers import compose_config
 

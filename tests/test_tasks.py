@@ -16,8 +16,8 @@ from emoe_cli.data.tasks import check_task, load_task_data, read_ood
 from emoe_cli.errors import DataError, UserError
 from emoe_cli.evaluation.evaluate import predict
 from emoe_cli.models import load_classifier
-from emoe_cli.runner import evaluate_ood
 from emoe_cli.train import run
+from emoe_cli.workloads.classification import classification_scorer
 from tests.data import fakes
 from tests.helpers import compose_config
 
@@ -179,10 +179,10 @@ def test_ood_evaluation_applies_the_prediction_map():
     ]]
     loader = torch.utils.data.DataLoader(rows, batch_size=2)
     accelerator = Accelerator(cpu=True)
-    mapped = evaluate_ood(FixedLogits(), loader, accelerator, ["accuracy"], "hans",
-                          collapse_nli_predictions)
+    evaluate = classification_scorer(["accuracy"])
+    mapped = evaluate(FixedLogits(), loader, accelerator, "OOD hans", collapse_nli_predictions)
     assert mapped == {"metrics": {"accuracy": 0.75}, "score": 0.75, "num_examples": 4}
-    raw = evaluate_ood(FixedLogits(), loader, accelerator, ["accuracy"], "hans")
+    raw = evaluate(FixedLogits(), loader, accelerator, "OOD hans")
     assert raw["metrics"]["accuracy"] == 0.5  # unmapped, 2 (contradiction) never equals 1
     assert np.isclose(raw["score"], 0.5)
 

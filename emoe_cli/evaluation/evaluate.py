@@ -1,4 +1,4 @@
-"""Run a model over a split and score its predictions."""
+"""Run a classifier or regressor over a split and collect its predictions with the labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-
-from emoe_cli.evaluation.metrics import compute_metrics, score
 
 
 @torch.no_grad()
@@ -30,10 +28,3 @@ def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
         labels.append(truth.float().cpu())
     return torch.cat(predictions).numpy(), torch.cat(labels).numpy()
 
-
-def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
-             metric_names, desc: str = "eval") -> dict:
-    """`{"metrics": {...}, "score": mean}` for one split."""
-    predictions, labels = predict(model, loader, accelerator, desc)
-    metrics = compute_metrics(metric_names, predictions, labels)
-    return {"metrics": metrics, "score": score(metrics), "num_examples": int(len(labels))}

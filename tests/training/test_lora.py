@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from emoe_cli.errors import UserError
+from emoe_cli.method import method_name
 from emoe_cli.moe import attach_router_refresh, emoe_modules, emoefy
-from emoe_cli.runner import method_name
 from emoe_cli.training.lora import apply_lora, apply_lora_config, lora_targets, validate_lora
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit
 from tests.helpers import compose_config

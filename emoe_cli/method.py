@@ -1,0 +1,56 @@
+"""How a run turns its model into its method: the method's name in records, and the FFN
+conversion with the run's MoE and gate settings."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from emoe_cli.errors import UserError
+from emoe_cli.moe import emoefy
+from emoe_cli.training.lora import lora_method
+
+
+def method_name(cfg: DictConfig) -> str:
+    """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
+    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
+    for NoisyTune."""
+    if not cfg.moe.enabled:
+        return lora_method("noisy" if cfg.moe.get("noise_lambda") else "dense", cfg)
+    ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
+                 *(f"_{phase}_dense" for phase in ("train", "eval")
+                   if cfg.moe[f"{phase}_as"] == "dense"),
+                 "_noisy" if cfg.moe.get("noise_lambda") else ""]
+    base = cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
+    return lora_method(base + "".join(ablations), cfg)
+
+
+def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
+    """Apply `emoefy` with the run's MoE and gate settings."""
+    with moe_errors():
+        emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
+               layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
+               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+               execution=cfg.moe.get("execution", "auto"),
+               selection=cfg.moe.selection, select=cfg.moe.select,
+               capacity_factor=cfg.gate.get("capacity_factor"),
+               expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))
+
+
+def gate_options(gate_cfg: DictConfig) -> dict:
+    """The router's own options: the gate config less what the runner itself reads."""
+    options = OmegaConf.to_container(gate_cfg, resolve=True)
+    for key in ("name", "method", "aux_loss_weight", "capacity_factor", "expert_repeat"):
+        options.pop(key, None)
+    return options
+
+
+@contextmanager
+def moe_errors():
+    """Report the method's argument errors as user errors on the `moe` keys."""
+    try:
+        yield
+    except ValueError as error:
+        raise UserError(f"moe: {error}") from error

@@ -1,0 +1,5 @@
+"""The kinds of task a run can be: `task.kind` names one of these builders."""
+
+from emoe_cli.workloads.text import text_workload
+
+WORKLOADS = {"text": text_workload}
