@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from emoe_cli.config import check_group_choices
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
-from emoe_cli.records import RunRecord, save_record
+from emoe_cli.records import RunRecord, is_main_process, save_record
 from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
@@ -91,7 +91,7 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
         path = save_record(record, output_dir)
         if tracker is not None:
             tracker.finish(exit_code=exit_code)
-        if record.status == "completed":
+        if record.status == "completed" and is_main_process():  # once per multi-GPU run
             remember_completed(cfg.sweep, identity, path)
             print(summary_table(record.to_dict(), str(path)))
     if record.status == "interrupted":
