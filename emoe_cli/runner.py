@@ -94,13 +94,14 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     validate(cfg)
     accelerator = build_accelerator(cfg.trainer)
     set_seed(cfg.seed)
-    weights = resolve_weights(cfg.model.name_or_path)
+    weights = resolve_weights(cfg.model.name_or_path, cfg.model.get("missing_hint"))
     record.extra["weights"] = weights
     if cfg.moe.enabled:  # fail before any heavy work
         with moe_errors():
             check_fits(load_config(weights), cfg.moe.num_experts, cfg.moe.layers)
     workload = build_workload(cfg, weights)
     data, collate, evaluate = workload.data, workload.collate, workload.evaluate
+    record.extra.update(workload.record_extra)
     if data.skipped_rows:
         record.extra["skipped_rows"] = data.skipped_rows
     model = workload.load_model(weights)

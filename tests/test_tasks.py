@@ -17,7 +17,9 @@ from emoe_cli.errors import DataError, UserError
 from emoe_cli.evaluation.evaluate import predict
 from emoe_cli.models import load_classifier
 from emoe_cli.train import run
+from emoe_cli.workloads import task_kind
 from emoe_cli.workloads.classification import classification_scorer
+from emoe_cli.workloads.image import check_image_task
 from tests.data import fakes
 from tests.helpers import compose_config
 
@@ -45,8 +47,10 @@ def test_glue_presets_carry_official_metrics_and_ood_sets(name):
 
 def test_every_task_preset_passes_the_checks():
     assert set(GLUE_PRESETS) < set(available_choices("task"))
+    checks = {"image": check_image_task}  # text tasks: check_task
     for name in available_choices("task"):
-        check_task(compose_config([f"task={name}"]).task)
+        task = compose_config([f"task={name}"]).task
+        checks.get(task_kind(task), check_task)(task)
 
 
 def test_only_hans_needs_its_predictions_mapped():

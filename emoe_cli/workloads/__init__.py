@@ -8,7 +8,7 @@ these pieces differ between text classification, image classification and langua
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,8 @@ class Workload:
     `processor` (a tokenizer or image processor) is saved next to exported models;
     `load_model(weights)` builds the task model from pre-trained weights (also used to reload
     a dense export); `evaluate` scores a split, optionally mapping predictions into an OOD
-    set's label space first.
+    set's label space first; `record_extra` goes into the record's `extra` (e.g. which domain
+    was held out).
     """
 
     processor: Any
@@ -40,6 +41,7 @@ class Workload:
     collate: Callable
     load_model: Callable[[str], torch.nn.Module]
     evaluate: Scorer
+    record_extra: dict = field(default_factory=dict)
 
 
 def task_kind(task_cfg: DictConfig) -> str:

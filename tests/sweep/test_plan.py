@@ -89,3 +89,24 @@ def test_reindex_from_the_command_line(tmp_path, capsys):
     main(["--reindex", str(tmp_path / "old"), "--", f"sweep.index_dir={tmp_path}/idx"])
     assert "1 completed runs indexed" in capsys.readouterr().out
     assert (tmp_path / "idx" / "feed.json").exists()
+
+
+@pytest.mark.parametrize("preset, model", [("domainbed_vit_s", "vit-s16"),
+                                           ("domainbed_vit_b", "vit-b16")])
+def test_vision_grid_jobs_compose_and_validate(preset, model):
+    from emoe_cli.config import validate
+    from emoe_cli.method import method_name
+    from emoe_cli.workloads.image import check_image_task
+
+    jobs = planned_runs([f"experiment={preset}"])
+    for job in (jobs[0], jobs[-1]):
+        cfg = job_config(job)
+        validate(cfg)
+        check_image_task(cfg.task)
+        assert (cfg.model.name, cfg.task.kind) == (model, "image")
+        assert cfg.trainer.max_steps == 5000 and cfg.trainer.lr == 5e-5
+    last = job_config(jobs[-1])
+    assert (last.task.name, last.task.test_env, method_name(last)) == ("terraincognita", 3,
+                                                                        "emoe")
+    assert (last.moe.num_experts, last.moe.top_k, list(last.moe.layers)) == (24, 4, [8, 10])
+    assert last.gate.name == "avg_k" and job_config(jobs[0]).moe.enabled is False
