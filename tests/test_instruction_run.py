@@ -76,7 +76,7 @@ def _check_lm_result(result: dict, examples: int) -> None:
 
 @pytest.mark.slow
 def test_emoe_instruction_tuning_records_loss_and_perplexity(overrides, tmp_path, capsys):
-    run(compose_config([*overrides, *EMOE]), tmp_path)
+    run(compose_config([*overrides, *EMOE, "analysis.routing=true"]), tmp_path)
     record = _record(tmp_path)
     assert (record["status"], record["task"], record["method"]) == ("completed", "alpaca", "emoe")
     assert record["id"]["split"] == "validation"
@@ -87,6 +87,8 @@ def test_emoe_instruction_tuning_records_loss_and_perplexity(overrides, tmp_path
     best = record["epochs"][record["best_epoch"] - 1]
     assert best["loss"] == record["id"]["loss"]  # each epoch keeps its held-out loss
     assert "perplexity" in capsys.readouterr().out.splitlines()[1]  # the summary's header
+    routing = json.loads((tmp_path / record["routing_file"]).read_text())
+    assert "ood/shifted" in json.dumps(routing)
 
 
 @pytest.mark.slow
@@ -101,11 +103,12 @@ def test_dense_export_reloads_as_a_plain_causal_lm(overrides, tmp_path):
 
 
 @pytest.mark.slow
-def test_heldout_split_is_carved_and_lora_targets_llama_attention(overrides, tmp_path):
+def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
     run(compose_config([*overrides, *EMOE, "task.files.validation=null",
-                        "task.heldout_fraction=0.25", "lora=standard", "trainer.epochs=1"]),
-        tmp_path)
+                        "task.heldout_fraction=0.25", "lora=standard", "trainer.epochs=1",
+                        "data.selection=heldout", "data.selection_fraction=0.25"]), tmp_path)
     record = _record(tmp_path)
+    assert record["selection"] == "heldout"  # 18 records train, 6 select, 6 report
     assert record["status"] == "completed" and record["method"] == "emoe_lora_standard"
     assert record["id"]["num_examples"] == 6  # a quarter of the 24 training records
     assert 0 < record["lora"]["trainable_fraction"] < 0.5

@@ -35,3 +35,12 @@ def test_llama_presets_place_experts_in_the_last_half_every_second_block():
     assert layers["smollm2-135m"] == list(range(15, 30, 2))  # 30 blocks
     assert layers["tinyllama"] == list(range(11, 22, 2))     # 22 blocks
     assert layers["llama2-7b"] == list(range(17, 32, 2))     # 32 blocks
+
+
+def test_instruction_experiments_compose_and_validate():
+    from emoe_cli.config import validate
+
+    for name, model in (("alpaca_smollm2", "smollm2-135m"), ("alpaca_llama2_7b", "llama2-7b")):
+        cfg = compose_config([f"experiment={name}"])
+        validate(cfg)
+        assert (cfg.model.name, cfg.task.name, cfg.task.kind) == (model, "alpaca", "causal_lm")
