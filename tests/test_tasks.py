@@ -11,13 +11,16 @@ from accelerate import Accelerator
 from omegaconf import OmegaConf
 
 from emoe_cli.config import available_choices
+from emoe_cli.data.instruction_task import check_instruction_task
 from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood
 from emoe_cli.errors import DataError, UserError
 from emoe_cli.evaluation.evaluate import predict
 from emoe_cli.models import load_classifier
 from emoe_cli.train import run
+from emoe_cli.workloads import task_kind
 from emoe_cli.workloads.classification import classification_scorer
+from emoe_cli.workloads.registry import WORKLOADS
 from tests.data import fakes
 from tests.helpers import compose_config
 
@@ -45,8 +48,11 @@ def test_glue_presets_carry_official_metrics_and_ood_sets(name):
 
 def test_every_task_preset_passes_the_checks():
     assert set(GLUE_PRESETS) < set(available_choices("task"))
+    checks = {"text": check_task, "causal_lm": check_instruction_task}  # per task.kind
     for name in available_choices("task"):
-        check_task(compose_config([f"task={name}"]).task)
+        task = compose_config([f"task={name}"]).task
+        assert task_kind(task) in WORKLOADS
+        checks.get(task_kind(task), lambda _: None)(task)
 
 
 def test_only_hans_needs_its_predictions_mapped():
