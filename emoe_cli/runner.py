@@ -94,7 +94,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     validate(cfg)
     accelerator = build_accelerator(cfg.trainer)
     set_seed(cfg.seed)
-    weights = resolve_weights(cfg.model.name_or_path, cfg.model.get("missing_hint"))
+    weights = resolve_weights(cfg.model.name_or_path, cfg.model.get("gguf_file"),
+                              cfg.model.get("missing_hint"))
     record.extra["weights"] = weights
     if cfg.moe.enabled:  # fail before any heavy work
         with moe_errors():

@@ -83,6 +83,7 @@ class DataSchema:
 class ModelSchema:
     name: str = "minilm"
     name_or_path: str = ""
+    gguf_file: str | None = None  # one GGUF file in name_or_path (a folder or hub repo)
     max_length: int = field(default=128, metadata=at_least(1))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+EXTRA_COLUMNS = ("loss", "perplexity")  # language models report these next to the score
+
 
 def summary_table(record: dict[str, Any], results_path: str) -> str:
     """ID and OOD metrics of the selected epoch, one row per split, then timing."""
@@ -12,11 +14,12 @@ def summary_table(record: dict[str, Any], results_path: str) -> str:
         rows.append((f"ID  {record['id']['split']}", record["id"]))
     rows += [(f"OOD {name}", result) for name, result in record.get("ood", {}).items()]
     names = sorted({m for _, result in rows for m in result["metrics"]})
-    header = ["split", "n", *names, "score"]
+    extras = [k for k in EXTRA_COLUMNS if any(k in result for _, result in rows)]
+    header = ["split", "n", *names, "score", *extras]
     table = [header] + [
         [label, str(result.get("num_examples", "")),
          *(f"{result['metrics'][m]:.4f}" if m in result["metrics"] else "-" for m in names),
-         f"{result['score']:.4f}"]
+         f"{result['score']:.4f}", *(f"{result[k]:.4f}" if k in result else "-" for k in extras)]
         for label, result in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

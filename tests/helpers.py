@@ -9,3 +9,18 @@ from omegaconf import DictConfig
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
     with initialize_config_module("emoe_cli.conf", version_base="1.3"):
         return compose("config", overrides=overrides or [])
+
+
+def word_tokenizer(texts, **special):
+    """A word-level fast tokenizer over the words of `texts` (plus `<unk>`, `<pad>`, `</s>`):
+    one token per word or punctuation run, so token positions can be counted by hand."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w for text in texts for w, _ in pre.pre_tokenize_str(text)})
+    vocab = {word: i for i, word in enumerate(["<unk>", "<pad>", "</s>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>",
+                                   pad_token="<pad>", eos_token="</s>", **special)

@@ -49,7 +49,7 @@ def test_the_shipped_presets_pass():
 
 @pytest.mark.parametrize("override, message", [
     ("model=bert-huge", "model=bert-huge is unknown; valid: bert-base-cased"),
-    ("task=sst3", "task=sst3 is unknown; valid: cola"),
+    ("task=sst3", "task=sst3 is unknown; valid: alpaca, cola"),
     ("gate=topk", "gate=topk is unknown; valid: avg_k, cosine, learned"),
 ])
 def test_unknown_presets_are_named_with_the_valid_ones(override, message):

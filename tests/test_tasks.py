@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from omegaconf import OmegaConf
 
 from emoe_cli.config import available_choices
+from emoe_cli.data.instruction_task import check_instruction_task
 from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood
 from emoe_cli.errors import DataError, UserError
@@ -20,6 +21,7 @@ from emoe_cli.train import run
 from emoe_cli.workloads import task_kind
 from emoe_cli.workloads.classification import classification_scorer
 from emoe_cli.workloads.image import check_image_task
+from emoe_cli.workloads.registry import WORKLOADS
 from tests.data import fakes
 from tests.helpers import compose_config
 
@@ -47,10 +49,12 @@ def test_glue_presets_carry_official_metrics_and_ood_sets(name):
 
 def test_every_task_preset_passes_the_checks():
     assert set(GLUE_PRESETS) < set(available_choices("task"))
-    checks = {"image": check_image_task}  # text tasks: check_task
+    checks = {"text": check_task, "image": check_image_task,
+              "causal_lm": check_instruction_task}  # per task.kind
     for name in available_choices("task"):
         task = compose_config([f"task={name}"]).task
-        checks.get(task_kind(task), check_task)(task)
+        assert task_kind(task) in WORKLOADS
+        checks[task_kind(task)](task)
 
 
 def test_only_hans_needs_its_predictions_mapped():

@@ -101,12 +101,17 @@ def guarded_row(record: Mapping[str, Any], columns: Columns, parse_label: LabelP
     try:
         return canonical_row(record, columns, parse_label, where)
     except DataError as error:
-        tally = _bad_rows.get()
-        if tally is None or tally.policy == "error":
-            raise
-        tally.skipped[source] = tally.skipped.get(source, 0) + 1
-        tally.first.setdefault(source, str(error))
+        skip_bad_row(error, source)
         return None
+
+
+def skip_bad_row(error: DataError, source: str) -> None:
+    """Count a malformed row of `source` under the `skip` policy; re-raise it otherwise."""
+    tally = _bad_rows.get()
+    if tally is None or tally.policy == "error":
+        raise error
+    tally.skipped[source] = tally.skipped.get(source, 0) + 1
+    tally.first.setdefault(source, str(error))
 
 
 def report_skipped(source: str) -> None:

@@ -21,6 +21,7 @@ from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
 from emoe_cli.training.signals import StopRequest
 
 log = logging.getLogger("emoe")
+EPOCH_EXTRAS = ("loss", "perplexity")  # language models: held-out loss next to the metrics
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimizer:
@@ -122,7 +123,8 @@ def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accele
     state.eval_seconds += time.perf_counter() - started
     entry = {"epoch": epoch + 1, "step": state.step,
              "train_loss": sum(state.epoch_losses) / max(len(state.epoch_losses), 1),
-             "metrics": evaluation["metrics"], "score": evaluation["score"]}
+             "metrics": evaluation["metrics"], "score": evaluation["score"],
+             **{k: evaluation[k] for k in EPOCH_EXTRAS if k in evaluation}}
     state.epochs.append(entry)
     tracker.log({"epoch": epoch + 1, "train/epoch_loss": entry["train_loss"],
                  "id/score": entry["score"],
