@@ -85,7 +85,8 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
     """`Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token, no b2.
 
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
-    `e·s .. (e+1)·s`). All tensors must share one dtype; the sum is accumulated in fp32.
+    `e·s .. (e+1)·s`). All tensors must share one dtype; the gathered experts' sum is
+    accumulated in fp32, the hot block is one product in that dtype, as in the masked path.
     """
     gathered = dispatch.gathered
     y = None
