@@ -9,8 +9,8 @@ Costs below are fractions of the dense FFN's time per token and expert block, fi
 MiniLM 384x1536 and BERT-base-shaped 768x3072 layers, N = 64, k = 16 and 32):
 
 * a gathered pair costs `1 + GATHER_PENALTY / expert_size`: the thin products run below the
-  machine's peak and every pair is gathered and scattered; the backward pass amortises the
-  gathers better, so training pays less per pair than inference;
+  machine's peak and every pair is gathered and scattered; the backward pass does more
+  product work per gathered row, so training pays less per pair than inference;
 * a masked block costs `HOT_COST` per token (the wide product, the zeroing, a weight copy);
 * the masked path costs `MASKED_COST` (the dense FFN plus zeroing every block).
 
