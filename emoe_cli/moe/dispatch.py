@@ -8,15 +8,22 @@ the weighted result. No capacity limit, so a skewed router (one expert taking ne
 token) only makes that expert's product taller. Pairs of weight 0 (tokens a router dropped)
 are skipped: they add nothing to the output.
 
-A custom autograd function keeps memory near the masked path's: it saves only the experts'
-pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the gathered
-token copies ([pairs, d], k times the input), and re-gathers those in the backward pass.
+Real routing is skewed: a few experts receive most tokens. For those ("hot" experts,
+chosen by `group_by_expert`'s `hot_share`) gathering and scattering nearly every token
+costs more than computing the expert for all tokens and zeroing the ones that did not
+choose it, so their blocks are stacked into one wide masked product (the masked path,
+restricted to the hot experts), which also runs at the speed of a large product.
+
+A custom autograd function keeps memory near the masked path's: it saves only the gathered
+experts' pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the
+gathered token copies ([pairs, d], k times the input), and re-gathers those in the backward
+pass. The hot block is ordinary autograd, as the masked path is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,24 +32,38 @@ from torch import nn
 
 @dataclass
 class Dispatch:
-    """The chosen (token, expert) pairs, sorted by expert so each expert's pairs are a slice."""
+    """The chosen (token, expert) pairs sorted by expert, the hot experts' pairs last.
+
+    The gathered experts' pairs come first, each expert's a slice (`spans`); then the hot
+    experts' pairs, also by expert.
+    """
 
     token: torch.Tensor  # [pairs] token index of each pair
     weight: torch.Tensor  # [pairs] route weight of each pair (keeps the router's autograd graph)
     counts: list[int]  # pairs per expert, in expert order
     unit: bool = False  # every weight is a constant 1 (avg-k gating): skip the products
+    hot: list[int] = field(default_factory=list)  # experts computed for every token, masked
+
+    @property
+    def gathered(self) -> int:
+        """How many pairs (the first ones) belong to gathered, not hot, experts."""
+        return sum(self.counts) - sum(self.counts[e] for e in self.hot)
 
     def spans(self) -> Iterator[tuple[int, int, int]]:
-        """(expert, first pair, end pair) for every expert that received tokens."""
-        start = 0
+        """(expert, first pair, end pair) for every gathered expert that received tokens."""
+        start, hot = 0, set(self.hot)
         for expert, count in enumerate(self.counts):
-            if count:
+            if count and expert not in hot:
                 yield expert, start, start + count
-            start += count
+                start += count
 
 
-def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int) -> Dispatch:
-    """Sort the pairs of `route()`'s output ([tokens, k] indices and weights) by expert."""
+def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
+                    hot_share: float = 1.0) -> Dispatch:
+    """Sort the pairs of `route()`'s output ([tokens, k] indices and weights) by expert.
+
+    Experts chosen by more than `hot_share` of the tokens are hot (see the module doc).
+    """
     tokens, k = chosen.shape
     expert = chosen.reshape(-1)
     weight = weights.reshape(-1)
@@ -50,10 +71,12 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
     kept = weight != 0
     if not bool(kept.all()):  # dropped pairs (e.g. over an expert's capacity) cost nothing
         expert, weight, token = expert[kept], weight[kept], token[kept]
-    order = torch.argsort(expert, stable=True)
-    counts = torch.bincount(expert, minlength=num_experts).tolist()
+    counts = torch.bincount(expert, minlength=num_experts)
+    is_hot = counts > hot_share * tokens
+    order = torch.argsort(expert + num_experts * is_hot[expert], stable=True)
     unit = not weight.requires_grad and bool((weight == 1).all())
-    return Dispatch(token[order], weight[order], counts, unit)
+    return Dispatch(token[order], weight[order], counts.tolist(), unit,
+                    is_hot.nonzero().flatten().tolist())
 
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
@@ -62,10 +85,39 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
     """`Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token, no b2.
 
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
-    `e·s .. (e+1)·s`). All tensors must share one dtype; the sum is accumulated in fp32.
+    `e·s .. (e+1)·s`). All tensors must share one dtype; the gathered experts' sum is
+    accumulated in fp32, the hot block is one product in that dtype, as in the masked path.
     """
-    return _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act,
-                                w1, b1, w2, w_up, b_up)
+    gathered = dispatch.gathered
+    y = None
+    if gathered or not dispatch.hot:
+        y = _SparseExperts.apply(x, dispatch.token[:gathered], dispatch.weight[:gathered],
+                                 dispatch, act, w1, b1, w2, w_up, b_up)
+    if dispatch.hot:
+        hot = _hot_block(x, dispatch, act, w1, b1, w2, w_up, b_up)
+        y = hot if y is None else y + hot
+    return y
+
+
+def _hot_block(x, dispatch, act, w1, b1, w2, w_up, b_up):
+    """The hot experts over every token: one wide product, then zero the pairs not chosen."""
+    size = w1.shape[0] // len(dispatch.counts)
+    hot = torch.tensor(dispatch.hot, device=x.device)
+    rows = (hot[:, None] * size + torch.arange(size, device=x.device)).reshape(-1)
+    h = act(F.linear(x, w1.index_select(0, rows), _pick(b1, rows)))
+    if w_up is not None:
+        h = h * F.linear(x, w_up.index_select(0, rows), _pick(b_up, rows))
+    column = torch.arange(len(dispatch.hot), device=x.device).repeat_interleave(
+        torch.tensor([dispatch.counts[e] for e in dispatch.hot], device=x.device))
+    start = dispatch.gathered
+    gate = h.new_zeros(x.shape[0], len(dispatch.hot)).index_put(
+        (dispatch.token[start:], column), dispatch.weight[start:].to(h.dtype))
+    h = (h.view(x.shape[0], -1, size) * gate.unsqueeze(-1)).view_as(h)
+    return F.linear(h, w2.index_select(1, rows))
+
+
+def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if bias is None else bias.index_select(0, rows)
 
 
 def _rows(expert: int, size: int) -> slice:

@@ -1,16 +1,26 @@
 """Which exact path computes an EMoE layer: masked (dense, then zero) or sparse (selected only).
 
-Both give the same function; only their cost differs. The sparse path does k/N of the
-masked path's multiply-adds, but in thin products (an expert is `d_ff / N` neurons wide:
-24 for MiniLM at N = 64, 48 for BERT-base) that run far below the machine's peak, plus a
-gather and a scatter-add of every token k times, and a fixed cost per expert. Measured on
-CPU with `scripts/bench/bench_layer.py`, its time relative to the dense FFN is about
-`k/N · (1 + 48 / expert_size)` (x3 for 24-wide experts, x2 for 48-wide), while masking
-costs about the dense time. So `auto` picks sparse when that estimate is at most 1 and
-each expert gets a few tokens on average; otherwise (one sentence at inference, k/N near
-1, narrow experts) it masks. On GPUs the per-expert loop means dozens of kernel launches
-per layer, which the masked path's two large products beat at these sizes, so `auto`
-keeps masking there (not measured here: no GPU on the benchmark machine).
+Both give the same function; only their cost differs, and the cost depends on the routing.
+The sparse path (`moe/dispatch.py`) handles each expert one of two ways: it gathers the
+expert's tokens and runs its thin block on them, or, for an expert that most tokens chose,
+it runs the block on every token and zeroes the rest (the masked path for that expert alone).
+Costs below are fractions of the dense FFN's time per token and expert block, fitted with
+`scripts/bench/bench_layer.py` on this project's 2-core AVX2 CPU (real, skewed routing;
+MiniLM 384x1536 and BERT-base-shaped 768x3072 layers, N = 64, k = 16 and 32):
+
+* a gathered pair costs `1 + GATHER_PENALTY / expert_size`: the thin products run below the
+  machine's peak and every pair is gathered and scattered; the backward pass does more
+  product work per gathered row, so training pays less per pair than inference;
+* a masked block costs `HOT_COST` per token (the wide product, the zeroing, a weight copy);
+* the masked path costs `MASKED_COST` (the dense FFN plus zeroing every block).
+
+So an expert is gathered when its share of the tokens is below `HOT_COST / pair cost`
+(about half the tokens for 48-wide experts), and `auto` takes the sparse path when the sum
+over experts of the cheaper choice beats masking and each expert gets a few tokens on
+average. With every expert hot the sparse path is the masked path plus copies, so `auto`
+masks there. On GPUs the per-expert loop means dozens of kernel launches per layer, which
+the masked path's two large products beat at these sizes, so `auto` keeps masking there
+(not measured here: no GPU on the benchmark machine).
 """
 
 from __future__ import annotations
@@ -18,22 +28,34 @@ from __future__ import annotations
 import torch
 
 EXECUTIONS = ("auto", "masked", "sparse")
-THIN_EXPERT_PENALTY = 48  # neurons: sparse costs k/N · (1 + this / expert_size) of dense
-MIN_TOKENS_PER_EXPERT = 4  # fewer (tokens · k / N): per-expert overhead beats the saving
+GATHER_PENALTY = {False: 55.0, True: 42.0}  # neurons, for inference / training (grad enabled)
+HOT_COST = 1.1
+MASKED_COST = 1.05
+MIN_TOKENS_PER_EXPERT = 4  # fewer (pairs / N): the per-expert overhead beats the saving
 
 
-def sparse_cost(top_k: int, num_experts: int, expert_size: int) -> float:
-    """The sparse path's time as a fraction of the dense FFN's, as measured on CPU."""
-    return top_k / num_experts * (1 + THIN_EXPERT_PENALTY / expert_size)
+def pair_cost(expert_size: int, training: bool) -> float:
+    """One gathered (token, expert) pair's time relative to one token through a dense block."""
+    return 1 + GATHER_PENALTY[training] / expert_size
 
 
-def choose_execution(execution: str, x: torch.Tensor, top_k: int, num_experts: int,
-                     expert_size: int) -> str:
-    """`masked` or `sparse` for a layer input `x` of [tokens, d]; `auto` picks by the rule."""
-    if execution != "auto":
-        return execution
-    enough_tokens = x.shape[0] * top_k / num_experts >= MIN_TOKENS_PER_EXPERT
-    if x.device.type == "cpu" and enough_tokens and sparse_cost(
-            top_k, num_experts, expert_size) <= 1:
+def hot_share(expert_size: int, training: bool) -> float:
+    """Experts chosen by more than this share of the tokens run as one masked block."""
+    return HOT_COST / pair_cost(expert_size, training)
+
+
+def sparse_cost(shares: torch.Tensor, expert_size: int, training: bool) -> float:
+    """The sparse path's time as a fraction of the dense FFN's, given each expert's share."""
+    per_expert = (shares.float() * pair_cost(expert_size, training)).clamp(max=HOT_COST)
+    return float(per_expert.mean())
+
+
+def choose_execution(counts: torch.Tensor, tokens: int, expert_size: int,
+                     device: torch.device, training: bool) -> str:
+    """`auto`'s pick, `masked` or `sparse`, given the pairs per expert ([N]) of `tokens` tokens."""
+    if device.type != "cpu" or tokens == 0:
+        return "masked"
+    enough_tokens = float(counts.sum()) / len(counts) >= MIN_TOKENS_PER_EXPERT
+    if enough_tokens and sparse_cost(counts / tokens, expert_size, training) < MASKED_COST:
         return "sparse"
     return "masked"

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import EXECUTIONS, choose_execution
+from emoe_cli.moe.execution import EXECUTIONS, choose_execution, hot_share
 from emoe_cli.moe.routers import (
     AvgKRouter,
     activation_scores,
@@ -136,14 +136,22 @@ class EMoEFeedForward(nn.Module):
         x = hidden_states.reshape(-1, shape[-1])
         if not (self.top_k < self.num_experts or self.weighted or self.capacity_factor):
             y = self.w2(self._hidden(x))  # every expert with weight 1: the dense FFN
-        elif self._plain_weights() and choose_execution(
-                self.execution, x, self.top_k, self.num_experts, self.expert_size) == "sparse":
-            y = self._sparse(x)
         else:
-            y = self._masked(x)
+            chosen, weights = self.route(x)
+            if self._plain_weights() and self._execution_for(chosen) == "sparse":
+                y = self._sparse(x, chosen, weights)
+            else:
+                y = self._masked(x, chosen, weights)
         if self.dropout is not None:
             y = self.dropout(y)
         return y.view(*shape[:-1], y.shape[-1])
+
+    def _execution_for(self, chosen: torch.Tensor) -> str:
+        if self.execution != "auto":
+            return self.execution
+        counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
+        return choose_execution(counts, chosen.shape[0], self.expert_size, chosen.device,
+                                torch.is_grad_enabled())
 
     def _plain_weights(self) -> bool:
         """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,
@@ -154,18 +162,16 @@ class EMoEFeedForward(nn.Module):
         h = self.act(self.w1(x))
         return h if self.w_up is None else h * self.w_up(x)
 
-    def _masked(self, x: torch.Tensor) -> torch.Tensor:
+    def _masked(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The dense FFN with each token's unselected expert blocks scaled by 0."""
         h = self._hidden(x)
-        chosen, weights = self.route(x)
         mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
         mask.scatter_(1, chosen, weights.to(h.dtype))
         h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
         return self.w2(h)
 
-    def _sparse(self, x: torch.Tensor) -> torch.Tensor:
+    def _sparse(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Only the selected experts; under autocast everything runs in its dtype, as F.linear."""
-        chosen, weights = self.route(x)
         dtype = (torch.get_autocast_dtype(x.device.type)
                  if torch.is_autocast_enabled(x.device.type) else x.dtype)
 
@@ -173,9 +179,10 @@ class EMoEFeedForward(nn.Module):
             return None if t is None else t.to(dtype)
 
         up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
-        y = sparse_ffn(cast(x), group_by_expert(chosen, weights.to(dtype), self.num_experts),
-                       self.act, cast(self.w1.weight), cast(self.w1.bias), cast(self.w2.weight),
-                       cast(up[0]), cast(up[1]))
+        dispatch = group_by_expert(chosen, weights.to(dtype), self.num_experts,
+                                   hot_share(self.expert_size, torch.is_grad_enabled()))
+        y = sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
+                       cast(self.w2.weight), cast(up[0]), cast(up[1]))
         return y if self.w2.bias is None else y + cast(self.w2.bias)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""One FFN layer: the dense FFN vs EMoE masked vs EMoE sparse, forward and forward+backward.
+"""One FFN layer: the dense FFN vs EMoE masked, sparse and auto, forward and forward+backward.
 
 Inputs are the real hidden states that reach the FFN when a batch of real SST-2 text
 (32 x 128 = 4096 tokens) runs through all-MiniLM-L6-v2, so routing is as skewed as it is in
@@ -10,7 +10,9 @@ practice. Two layers are measured:
   and real, skewed routing at BERT-base's shapes (no BERT-base weights are available offline).
 
 Forward runs without autograd (inference); forward+backward computes input and weight
-gradients. Times are medians of interleaved rounds, so ratios come from one run.
+gradients. Times are medians of interleaved rounds, so ratios come from one run. The
+notes say how skewed the routing is and which path `auto` takes (it decides per call from
+the routed counts, separately for inference and training).
 
     python scripts/bench/bench_layer.py [--rounds 5] [--top-k 16 32] [--bf16-tokens 256]
 
@@ -37,6 +39,7 @@ from emoe_cli.models import resolve_weights
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.convert import split_neurons
 from emoe_cli.moe.dispatch import group_by_expert
+from emoe_cli.moe.execution import hot_share
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 
 
@@ -98,34 +101,51 @@ def jobs_for(layers: dict[str, nn.Module], x: torch.Tensor, grad: torch.Tensor, 
 def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) -> None:
     print(f"\n{name}: d={ffn.w1.shape[1]}, d_ff={ffn.d_ff}, {x.shape[0]} tokens, {dtype}")
     print(f"{'k/N':<8}{'path':<9}{'fwd ms':>9}{'fwd+bwd ms':>12}{'dense/path fwd':>16}"
-          f"{'dense/path f+b':>16}   routing")
+          f"{'dense/path f+b':>16}   notes")
     for top_k in args.top_k:
         expert_of_neuron = split_neurons(ffn, args.num_experts, seed=0, split="cluster")
         layers = {"dense": Dense(ffn)}
-        for execution in ("masked", "sparse"):
+        for execution in ("masked", "sparse", "auto"):
             layers[execution] = EMoEFeedForward(ffn, expert_of_neuron, top_k,
                                                 execution=execution).train()
-        check_equal(layers["masked"], layers["sparse"], x)
+        for path in ("sparse", "auto"):
+            check_equal(layers["masked"], layers[path], x)
         grad = torch.randn(x.shape[0], ffn.w2.shape[0], generator=torch.Generator().manual_seed(0))
         fwd, train = jobs_for(layers, x, grad, dtype)
         times = interleaved_medians({**fwd, **train}, args.rounds)
-        counts = torch.tensor(group_by_expert(*layers["sparse"].route(x), args.num_experts).counts)
-        skew = (f"busiest expert gets {counts.max() / x.shape[0]:.0%} of tokens, "
-                f"{counts.max() / counts.float().mean():.1f}x the mean load")
+        notes = {"sparse": routing_notes(layers["sparse"], x),
+                 "auto": auto_notes(layers["auto"], x)}
         for path in layers:
             f, t = times[f"{path} fwd"], times[f"{path} fwd+bwd"]
             print(f"{top_k}/{args.num_experts:<5}{path:<9}{1000 * f:>9.1f}{1000 * t:>12.1f}"
                   f"{times['dense fwd'] / f:>15.2f}x{times['dense fwd+bwd'] / t:>15.2f}x"
-                  f"   {skew if path == 'sparse' else ''}")
+                  f"   {notes.get(path, '')}")
 
 
-def check_equal(masked: nn.Module, sparse: nn.Module, x: torch.Tensor) -> None:
+def routing_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
+    """How skewed the routing is, and how many experts the sparse path runs as masked blocks."""
+    counts = torch.tensor(group_by_expert(*layer.route(x), layer.num_experts).counts)
+    hot = [int((counts > hot_share(layer.expert_size, training) * x.shape[0]).sum())
+           for training in (False, True)]
+    return (f"busiest expert gets {counts.max() / x.shape[0]:.0%} of tokens; "
+            f"hot experts (masked blocks) fwd {hot[0]}, f+b {hot[1]}")
+
+
+def auto_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
+    """The path `auto` takes for this input in inference (fwd) and in training (f+b)."""
+    chosen = layer.route(x)[0]
+    with torch.no_grad():
+        inference = layer._execution_for(chosen)
+    return f"runs {inference} (fwd), {layer._execution_for(chosen)} (f+b)"
+
+
+def check_equal(masked: nn.Module, other: nn.Module, x: torch.Tensor) -> None:
     """Refuse to time two paths that do not compute the same function."""
     with torch.no_grad():
-        want, got = masked(x), sparse(x)
+        want, got = masked(x), other(x)
     error = ((got - want).abs().max() / want.abs().max()).item()
     if error > 1e-4:
-        raise SystemExit(f"sparse and masked outputs differ: relative error {error:.2e}")
+        raise SystemExit(f"{other.execution} and masked outputs differ: relative error {error:.2e}")
 
 
 def main() -> None:

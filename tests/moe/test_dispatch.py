@@ -8,7 +8,7 @@ from torch import nn
 
 from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
 from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import choose_execution
+from emoe_cli.moe.execution import HOT_COST, choose_execution, hot_share, sparse_cost
 from emoe_cli.moe.layer import DenseFFN
 from emoe_cli.moe.routers import LearnedRouter
 from tests.conftest import tiny_bert, tiny_llama
@@ -119,19 +119,57 @@ def test_top_k_equal_to_num_experts_is_dense_under_every_execution(build, execut
                                atol=1e-5, rtol=0)
 
 
-def test_auto_picks_sparse_for_many_tokens_few_experts_and_wide_enough_experts():
-    many, one = torch.empty(4096, 768), torch.empty(1, 768)
-    assert choose_execution("auto", many, 16, 64, expert_size=48) == "sparse"  # BERT-base
-    assert choose_execution("auto", many, 32, 64, expert_size=48) == "sparse"
-    assert choose_execution("auto", many, 16, 64, expert_size=24) == "sparse"  # MiniLM
-    assert choose_execution("auto", many, 32, 64, expert_size=24) == "masked"
-    assert choose_execution("auto", one, 16, 64, expert_size=48) == "masked"
-    assert choose_execution("auto", many, 48, 64, expert_size=48) == "masked"
-    for tokens in (1, 7, 64, 512):
-        for top_k in (1, 16, 32, 64):
-            assert choose_execution("auto", torch.empty(tokens, 8), top_k, 64, 8) in (
-                "masked", "sparse")
-    assert choose_execution("masked", many, 16, 64, expert_size=48) == "masked"
+def _shares(*shares: float, n: int = 64) -> torch.Tensor:
+    """Each of `n` experts' share of the tokens: the given ones first, then idle experts."""
+    return torch.cat([torch.tensor(shares), torch.zeros(n - len(shares))])
+
+
+def test_auto_picks_sparse_when_the_estimated_cost_beats_masking():
+    cpu = torch.device("cpu")
+    uniform_16 = torch.full((64,), 4096 * 16 / 64)
+    assert choose_execution(uniform_16, 4096, 48, cpu, training=True) == "sparse"  # BERT-base
+    assert choose_execution(uniform_16, 4096, 48, cpu, training=False) == "sparse"
+    every = torch.full((64,), 4096.0)  # k = N: every expert hot, sparse is masking plus copies
+    assert choose_execution(every, 4096, 48, cpu, training=False) == "masked"
+    assert choose_execution(torch.ones(64) * 0.25, 1, 48, cpu, training=False) == "masked"
+    assert choose_execution(uniform_16, 4096, 48, torch.device("meta"), True) == "masked"
+    # A few hot experts and many idle ones: cheap, whatever k/N is.
+    assert choose_execution(_shares(*[0.9] * 20) * 4096, 4096, 24, cpu, training=False) == "sparse"
+    # Every expert just below the hot share, gathered: dearer than masking for thin experts.
+    below = hot_share(24, training=False) * 0.99
+    assert choose_execution(_shares(*[below] * 64) * 4096, 4096, 24, cpu, False) == "masked"
+
+
+def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
+    size = 48
+    hot = hot_share(size, training=False)
+    assert 0.3 < hot < 0.7 and hot_share(size, training=True) > hot  # training gathers better
+    assert hot_share(24, training=False) < hot  # thin experts gather worse
+    cold = sparse_cost(_shares(hot / 2), size, training=False)
+    assert cold == pytest.approx(HOT_COST / 2 / 64)
+    assert sparse_cost(_shares(1.0, 0.9), size, training=False) == pytest.approx(2 * HOT_COST / 64)
+
+
+def test_hot_experts_come_last_and_are_left_out_of_the_gathered_spans():
+    chosen = torch.tensor([[0, 2], [0, 1], [0, 2], [1, 0]])  # expert 0 in every token
+    dispatch = group_by_expert(chosen, torch.ones(4, 2), 3, hot_share=0.5)
+    assert dispatch.hot == [0] and dispatch.counts == [4, 2, 2]
+    assert dispatch.gathered == 4
+    assert list(dispatch.spans()) == [(1, 0, 2), (2, 2, 4)]
+    assert dispatch.token.tolist() == [1, 3, 0, 2, 0, 1, 2, 3]
+    assert group_by_expert(chosen, torch.ones(4, 2), 3).hot == []  # default: none hot
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0], ids=["all-hot", "some-hot", "none-hot"])
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
+def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted, monkeypatch):
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: share)
+    layer = _layer(gated, bias=True, weighted=weighted)
+    x = torch.randn(40, D, generator=torch.Generator().manual_seed(10))
+    hot = len(group_by_expert(*layer.route(x), N, hot_share=share).hot)
+    assert {0.0: hot == N, 0.3: 0 < hot < N, 1.0: hot == 0}[share]
+    _assert_same(layer, x)
 
 
 def test_whole_model_matches_across_executions_in_training():
