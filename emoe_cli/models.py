@@ -71,11 +71,11 @@ def gguf_location(weights: str) -> tuple[str, dict]:
 
 
 def load_config(weights: str) -> transformers.PretrainedConfig:
-    return _load(transformers.AutoConfig, weights)
+    return load_pretrained(transformers.AutoConfig, weights)
 
 
 def load_tokenizer(weights: str) -> transformers.PreTrainedTokenizerBase:
-    tokenizer = _load(transformers.AutoTokenizer, weights)
+    tokenizer = load_pretrained(transformers.AutoTokenizer, weights)
     if tokenizer.pad_token is None:  # GPT-2 and LLaMA ship without one
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -86,7 +86,7 @@ def load_classifier(
 ) -> transformers.PreTrainedModel:
     """A sequence classifier (num_labels = 1: regression) on top of the pre-trained body."""
     problem = "regression" if num_labels == 1 else "single_label_classification"
-    model = _load(transformers.AutoModelForSequenceClassification, weights,
+    model = load_pretrained(transformers.AutoModelForSequenceClassification, weights,
                   num_labels=num_labels, problem_type=problem)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -96,13 +96,13 @@ def load_classifier(
 def load_causal_lm(weights: str, tokenizer: transformers.PreTrainedTokenizerBase
                    ) -> transformers.PreTrainedModel:
     """A causal language model (LLaMA, SmolLM2, GPT-2 ...) with its LM head."""
-    model = _load(transformers.AutoModelForCausalLM, weights)
+    model = load_pretrained(transformers.AutoModelForCausalLM, weights)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def _load(auto_class, weights: str, **kwargs):
+def load_pretrained(auto_class, weights: str, **kwargs):
     location, extra = gguf_location(weights)
     if extra and auto_class not in (transformers.AutoTokenizer, transformers.AutoConfig):
         # unpacked to plain float weights: trainable, convertible and saveable

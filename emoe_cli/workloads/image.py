@@ -19,7 +19,7 @@ from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.metrics import METRICS
-from emoe_cli.models import _load, load_config
+from emoe_cli.models import load_config, load_pretrained
 from emoe_cli.workloads import Workload
 from emoe_cli.workloads.classification import classification_scorer
 
@@ -27,13 +27,13 @@ log = logging.getLogger("emoe")
 
 
 def load_image_processor(weights: str):
-    return _load(transformers.AutoImageProcessor, weights)
+    return load_pretrained(transformers.AutoImageProcessor, weights)
 
 
 def load_image_classifier(weights: str, num_labels: int) -> transformers.PreTrainedModel:
     """The pre-trained body with a `num_labels`-way head (a new one if the sizes differ)."""
-    return _load(transformers.AutoModelForImageClassification, weights, num_labels=num_labels,
-                 ignore_mismatched_sizes=True)
+    return load_pretrained(transformers.AutoModelForImageClassification, weights,
+                           num_labels=num_labels, ignore_mismatched_sizes=True)
 
 
 def check_image_task(task) -> None:
