@@ -103,6 +103,8 @@ def load_causal_lm(weights: str, tokenizer: transformers.PreTrainedTokenizerBase
 
 
 def load_pretrained(auto_class, weights: str, **kwargs):
+    """`auto_class.from_pretrained` on a folder, hub id or GGUF file; a failure to load is a
+    UserError naming `model.name_or_path`."""
     location, extra = gguf_location(weights)
     if extra and auto_class not in (transformers.AutoTokenizer, transformers.AutoConfig):
         # unpacked to plain float weights: trainable, convertible and saveable

@@ -2,6 +2,7 @@
 
 import json
 
+import datasets
 import pytest
 from omegaconf import OmegaConf
 
@@ -116,3 +117,29 @@ def test_ood_names_must_be_extra_files():
         check_instruction_task(_task(files={"train": "t.jsonl"}, ood=["yelp"]))
     with pytest.raises(UserError, match="task.files.train is missing"):
         check_instruction_task(_task(files={"validation": "v.jsonl"}))
+
+
+def test_without_files_the_hub_set_is_read_in_alpacas_own_columns(monkeypatch):
+    """tatsu-lab/alpaca ships instruction, input, output and a pre-rendered `text` column."""
+    rows = {"instruction": [f"q{i}" for i in range(8)], "input": [""] * 8,
+            "output": [f"a{i}" for i in range(8)], "text": ["rendered"] * 8}
+    asked = []
+
+    def fake_load_dataset(name, split):
+        asked.append((name, split))
+        return datasets.Dataset.from_dict(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    train, heldout = train_and_heldout(_task(), seed=0)
+    assert asked == [("tatsu-lab/alpaca", "train")]  # no validation split: carved from train
+    assert (len(train), len(heldout)) == (6, 2)
+    assert set(train.column_names) == {"instruction", "input", "output"}
+
+
+def test_an_unreachable_hub_says_to_use_local_files(monkeypatch):
+    def offline(name, split):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"could not load tatsu-lab/alpaca .*task.files.train="):
+        train_and_heldout(_task(), seed=0)
