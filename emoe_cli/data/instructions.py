@@ -122,17 +122,24 @@ def truncate(prompt: list[int], response: list[int], max_length: int,
     return prompt, response
 
 
+def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What starts every example: the BOS token if the tokenizer adds one, else nothing."""
+    return [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+
+
 def encode_example(instruction: str, input: str, output: str,
-                   tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list[int]]:
+                   tokenizer: PreTrainedTokenizerBase, max_length: int,
+                   bos: list[int] | None = None) -> dict[str, list[int]]:
     """Token ids, attention mask and labels (-100 on the prompt) for one record.
 
     Prompt and response are tokenised separately, so the boundary is exact; the response
-    ends with the tokenizer's EOS, which teaches the model to stop.
+    ends with the tokenizer's EOS, which teaches the model to stop. `bos` is `bos_prefix`'s
+    answer, passed in by callers that encode many records (found here when None).
     """
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no EOS token to end responses with; valid: a "
                         "causal-LM tokenizer (LLaMA, SmolLM2, GPT-2 ...)")
-    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    bos = bos_prefix(tokenizer) if bos is None else bos
     prompt = bos + tokenizer(format_prompt(instruction, input),
                              add_special_tokens=False).input_ids
     response = tokenizer(output, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
@@ -149,9 +156,11 @@ def tokenize_instructions(data: datasets.Dataset, tokenizer: PreTrainedTokenizer
         raise DataError(f"model.max_length={max_length} leaves no room for a prompt and a "
                         "response; valid: 2 or more (256-512 is usual for Alpaca)")
 
+    bos = bos_prefix(tokenizer)  # one probe of the tokenizer per split, not per record
+
     def encode(row):
         return encode_example(row["instruction"], row["input"], row["output"], tokenizer,
-                              max_length)
+                              max_length, bos)
 
     return data.map(encode, remove_columns=data.column_names, desc="tokenizing",
                     load_from_cache_file=False)
