@@ -22,6 +22,14 @@ from emoe_cli.errors import DataError, UserError
 log = logging.getLogger("emoe")
 
 CANONICAL = ("text_a", "text_b", "label")
+
+
+def open_fraction(value, key: str) -> float:
+    """`value` as a share strictly between 0 and 1 (a part carved from a split), or a
+    UserError naming the config `key`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise UserError(f"{key}={value!r} is invalid; valid: a number in (0, 1)")
+    return float(value)
 LabelParser = Callable[[Any], "int | float | None"]  # None: drop the row; ValueError: malformed
 
 

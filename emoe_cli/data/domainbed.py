@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from emoe_cli.data.common import open_fraction
 from emoe_cli.data.digits import digits_domain
 from emoe_cli.data.images import read_image_folders
 from emoe_cli.errors import UserError
@@ -44,14 +45,6 @@ def held_out_index(domains: list[str], test_env) -> int:
                     f"domain name ({', '.join(domains)})")
 
 
-def check_fraction(fraction) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
-            0 < fraction < 1):
-        raise UserError(f"task.holdout_fraction={fraction!r} is invalid; valid: a number in "
-                        "(0, 1)")
-    return float(fraction)
-
-
 def carve(size: int, fraction: float, seed: int, domain_index: int
           ) -> tuple[np.ndarray, np.ndarray]:
     """(rows kept for training, rows carved for validation) of one domain, sorted.
@@ -69,7 +62,7 @@ def leave_one_out(domains: dict[str, datasets.Dataset], test_env, fraction: floa
     """Split a task's domains (in the task's order) by the leave-one-domain-out protocol."""
     names = list(domains)
     held_out = names[held_out_index(names, test_env)]
-    fraction = check_fraction(fraction)
+    fraction = open_fraction(fraction, "task.holdout_fraction")
     train_parts, validation_parts, sizes = [], [], {}
     for index, name in enumerate(names):
         if name == held_out:

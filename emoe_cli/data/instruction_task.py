@@ -12,7 +12,7 @@ from __future__ import annotations
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from emoe_cli.data.common import bad_rows_policy
+from emoe_cli.data.common import bad_rows_policy, open_fraction
 from emoe_cli.data.instructions import COLUMNS, read_instructions, tokenize_instructions
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
@@ -39,9 +39,7 @@ def check_instruction_task(task) -> None:
             others = [k for k in files if k not in (task.train_split, task.eval_split)]
             raise UserError(f"task.ood: {name!r} is not an extra key of task.files; valid: "
                             f"{', '.join(others) or 'add task.files.' + str(name) + '=<file>'}")
-    share = task.get("heldout_fraction", 0.05)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-        raise UserError(f"task.heldout_fraction={share!r} is invalid; valid: a number in (0, 1)")
+    open_fraction(task.get("heldout_fraction", 0.05), "task.heldout_fraction")
 
 
 def read_hub(hub_id: str, split: str) -> datasets.Dataset:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datasets
 
+from emoe_cli.data.common import open_fraction
 from emoe_cli.errors import UserError
 
 RULES = ("dev", "heldout")
@@ -27,11 +28,7 @@ def split_for_selection(train: datasets.Dataset, data_cfg
     """(what is trained on, what selects); the second is None under the `dev` rule."""
     if selection_rule(data_cfg) == "dev":
         return train, None
-    fraction = data_cfg.get("selection_fraction", 0.1)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
-            0 < fraction < 1):
-        raise UserError(f"data.selection_fraction={fraction!r} is invalid; valid: a number "
-                        "in (0, 1)")
+    fraction = open_fraction(data_cfg.get("selection_fraction", 0.1), "data.selection_fraction")
     if len(train) < 2:
         raise UserError("data.selection=heldout needs at least 2 training examples")
     parts = train.train_test_split(test_size=fraction, seed=data_cfg.subset_seed, shuffle=True)

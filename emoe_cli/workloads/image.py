@@ -13,7 +13,8 @@ import logging
 import transformers
 from omegaconf import DictConfig
 
-from emoe_cli.data.domainbed import check_fraction, held_out_index, leave_one_out, read_domains
+from emoe_cli.data.common import open_fraction
+from emoe_cli.data.domainbed import held_out_index, leave_one_out, read_domains
 from emoe_cli.data.pixels import PixelEncoder, encode
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
@@ -43,7 +44,7 @@ def check_image_task(task) -> None:
         raise UserError(f"task.metrics: unknown metric {unknown[0]!r}; valid: "
                         f"{', '.join(METRICS)}")
     held_out_index(list(task.domains), task.test_env)
-    check_fraction(task.holdout_fraction)
+    open_fraction(task.holdout_fraction, "task.holdout_fraction")
 
 
 def pretraining_note(config, held_out: str) -> dict:
