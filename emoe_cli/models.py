@@ -87,7 +87,7 @@ def load_classifier(
     """A sequence classifier (num_labels = 1: regression) on top of the pre-trained body."""
     problem = "regression" if num_labels == 1 else "single_label_classification"
     model = load_pretrained(transformers.AutoModelForSequenceClassification, weights,
-                  num_labels=num_labels, problem_type=problem)
+                            num_labels=num_labels, problem_type=problem)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
+# Result keys beside `metrics` and `score`: language models' held-out loss and perplexity
+# (not metrics: they are not fractions, and lower is better). Epoch entries carry them too.
+SCORE_EXTRAS = ("loss", "perplexity")
 
 
 @dataclass

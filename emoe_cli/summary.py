@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EXTRA_COLUMNS = ("loss", "perplexity")  # language models report these next to the score
+from emoe_cli.records import SCORE_EXTRAS
 
 
 def summary_table(record: dict[str, Any], results_path: str) -> str:
@@ -14,7 +14,7 @@ def summary_table(record: dict[str, Any], results_path: str) -> str:
         rows.append((f"ID  {record['id']['split']}", record["id"]))
     rows += [(f"OOD {name}", result) for name, result in record.get("ood", {}).items()]
     names = sorted({m for _, result in rows for m in result["metrics"]})
-    extras = [k for k in EXTRA_COLUMNS if any(k in result for _, result in rows)]
+    extras = [k for k in SCORE_EXTRAS if any(k in result for _, result in rows)]
     header = ["split", "n", *names, "score", *extras]
     table = [header] + [
         [label, str(result.get("num_examples", "")),

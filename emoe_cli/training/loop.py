@@ -16,12 +16,12 @@ from transformers import get_linear_schedule_with_warmup
 
 from emoe_cli.errors import RunInterrupted, TrainingDiverged
 from emoe_cli.moe import attach_router_refresh, emoe_modules
+from emoe_cli.records import SCORE_EXTRAS
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
 from emoe_cli.training.signals import StopRequest
 
 log = logging.getLogger("emoe")
-EPOCH_EXTRAS = ("loss", "perplexity")  # language models: held-out loss next to the metrics
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimizer:
@@ -124,7 +124,7 @@ def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accele
     entry = {"epoch": epoch + 1, "step": state.step,
              "train_loss": sum(state.epoch_losses) / max(len(state.epoch_losses), 1),
              "metrics": evaluation["metrics"], "score": evaluation["score"],
-             **{k: evaluation[k] for k in EPOCH_EXTRAS if k in evaluation}}
+             **{k: evaluation[k] for k in SCORE_EXTRAS if k in evaluation}}
     state.epochs.append(entry)
     tracker.log({"epoch": epoch + 1, "train/epoch_loss": entry["train_loss"],
                  "id/score": entry["score"],
