@@ -183,7 +183,7 @@ class EMoEFeedForward(nn.Module):
                                    hot_share(self.expert_size, torch.is_grad_enabled()))
         y = sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
                        cast(self.w2.weight), cast(up[0]), cast(up[1]))
-        return y if self.w2.bias is None else y + cast(self.w2.bias)
+        return y if self.w2.bias is None else y.add_(cast(self.w2.bias))  # y is new
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"
