@@ -49,6 +49,12 @@ class Dispatch:
         """How many pairs (the first ones) belong to gathered, not hot, experts."""
         return sum(self.counts) - sum(self.counts[e] for e in self.hot)
 
+    def gathered_experts(self) -> tuple[list[int], list[int]]:
+        """The gathered experts that received pairs, in order, and their pair counts."""
+        hot = set(self.hot)
+        experts = [e for e, count in enumerate(self.counts) if count and e not in hot]
+        return experts, [self.counts[e] for e in experts]
+
     def spans(self) -> Iterator[tuple[int, int, int]]:
         """(expert, first pair, end pair) for every gathered expert that received tokens."""
         start, hot = 0, set(self.hot)
@@ -83,23 +89,25 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
                b1: torch.Tensor | None, w2: torch.Tensor, w_up: torch.Tensor | None = None,
-               b_up: torch.Tensor | None = None) -> torch.Tensor:
-    """`Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token, no b2.
+               b_up: torch.Tensor | None = None, b2: torch.Tensor | None = None) -> torch.Tensor:
+    """`b2 + Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token.
 
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
     `e·s .. (e+1)·s`). All tensors must share one dtype; the gathered experts' sum is
     accumulated in fp32, the hot block is one product in that dtype, as in the masked path.
+    The hot block's product (with `b2`) is the tensor the gathered experts are added to,
+    so no separate zeroed output or bias pass is needed.
     """
     gathered = dispatch.gathered
-    if not dispatch.hot:
-        return _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act,
-                                    w1, b1, w2, w_up, b_up)
-    h, w2_hot = _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up)
-    if not gathered:
-        return F.linear(h, w2_hot)
+    base = None
+    if dispatch.hot:
+        h, w2_hot = _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up)
+        base = F.linear(h, w2_hot, b2)
+        if not gathered:
+            return base
     y = _SparseExperts.apply(x, dispatch.token[:gathered], dispatch.weight[:gathered],
-                             dispatch, act, w1, b1, w2, w_up, b_up)
-    return y.addmm_(h, w2_hot.t())  # the hot block's product added in place
+                             dispatch, act, w1, b1, w2, w_up, b_up, base)
+    return y if base is not None or b2 is None else y.add_(b2)  # y is a new tensor
 
 
 def _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up):
@@ -124,18 +132,31 @@ def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
     return None if bias is None else bias.index_select(0, rows)
 
 
-def _rows(expert: int, size: int) -> slice:
-    return slice(expert * size, (expert + 1) * size)
-
-
-def _block(w: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
-    return None if w is None else w[rows]
+def _blocks(w: torch.Tensor | None, size: int, count: int, dim: int = 0) -> list:
+    """Each expert's block of `w` (views), or `count` Nones when there is no `w`."""
+    return [None] * count if w is None else list(w.split(size, dim))
 
 
 def _linear_into(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
                  b: torch.Tensor | None) -> torch.Tensor:
     """`F.linear(x, w, b)` written into `out` (a slice of a preallocated buffer)."""
     return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
+
+
+class _Gather:
+    """Rows of `source` gathered into one reused buffer.
+
+    A fresh multi-megabyte tensor per expert costs page faults on every call (the
+    allocator hands large blocks back to the system); one buffer sized for the busiest
+    gathered expert does not.
+    """
+
+    def __init__(self, source: torch.Tensor, rows: int) -> None:
+        self.source = source
+        self.buffer = source.new_empty(rows, source.shape[1])
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(self.source, 0, index, out=self.buffer[:index.shape[0]])
 
 
 STAGED_ROWS_PER_TOKEN = 2  # the staging buffer of `_StagedIndexAdd`, in rows per token
@@ -149,64 +170,82 @@ class _StagedIndexAdd:
     thread (measured at BERT-base shapes, 16/64: 15 ms per layer call, against 8 ms for the
     same rows added in batches of about 8 experts). So each expert's product is written
     straight into a staging buffer, as the `out=` of its matrix product, and the buffer is
-    added whenever the next expert would not fit. Pairs must come in order, one expert's
-    span after the other.
+    added whenever the next expert would not fit. Slots follow the pairs in order.
     """
 
     def __init__(self, total: torch.Tensor, token: torch.Tensor, dtype: torch.dtype) -> None:
         self.total, self.token = total, token
         rows = min(token.shape[0], STAGED_ROWS_PER_TOKEN * total.shape[0])
         self.stage = torch.empty(rows, total.shape[1], dtype=dtype, device=total.device)
-        self.first = self.used = 0
+        self.done = self.used = 0  # pairs already added, pairs staged
 
-    def slot(self, start: int, end: int) -> torch.Tensor:
-        """The staging rows for pairs `start:end` (at most the batch's token count)."""
-        if self.used + end - start > self.stage.shape[0]:
+    def slot(self, pairs: int) -> torch.Tensor:
+        """The staging rows for the next `pairs` pairs (at most the batch's token count)."""
+        if self.used + pairs > self.stage.shape[0]:
             self.flush()
-        if not self.used:
-            self.first = start
-        self.used += end - start
-        return self.stage[self.used - (end - start):self.used]
+        self.used += pairs
+        return self.stage[self.used - pairs:self.used]
 
     def flush(self) -> None:
         if self.used:
-            self.total.index_add_(0, self.token[self.first:self.first + self.used],
+            self.total.index_add_(0, self.token[self.done:self.done + self.used],
                                   self.stage[:self.used].to(self.total.dtype))
-        self.used = 0
+        self.done, self.used = self.done + self.used, 0
+
+
+def _pieces(tensor: torch.Tensor | None, sizes: list[int]) -> list:
+    """Each gathered expert's rows of a per-pair tensor (views), or Nones."""
+    return [None] * len(sizes) if tensor is None else list(tensor.split(sizes))
 
 
 class _SparseExperts(torch.autograd.Function):
     """Forward and backward of `sparse_ffn`, looping over the experts that have pairs."""
 
     @staticmethod
-    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up):
-        size = w1.shape[0] // len(dispatch.counts)
+    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base):
+        """Adds the gathered experts to `base` (in place when it is fp32) or to zeros."""
+        num = len(dispatch.counts)
+        size = w1.shape[0] // num
         pairs = token.shape[0]
         pre = x.new_empty(pairs, size)
         up = None if w_up is None else x.new_empty(pairs, size)
-        out = torch.zeros(x.shape[0], w2.shape[0], dtype=torch.float32, device=x.device)
+        if base is None:
+            out = torch.zeros(x.shape[0], w2.shape[0], dtype=torch.float32, device=x.device)
+        elif base.dtype == torch.float32:
+            out = base
+            ctx.mark_dirty(base)
+        else:  # a bf16/fp16 base: accumulate in fp32, return a new tensor
+            out = base.float()
+        experts, sizes = dispatch.gathered_experts()
+        w1_of, b1_of = _blocks(w1, size, num), _blocks(b1, size, num)
+        up_of, b_up_of = _blocks(w_up, size, num), _blocks(b_up, size, num)
+        w2_of = _blocks(w2, size, num, dim=1)
+        gather = _Gather(x, max(sizes, default=0))
         sums = _StagedIndexAdd(out, token, x.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            for expert, start, end in dispatch.spans():
-                rows = _rows(expert, size)
-                xe = x.index_select(0, token[start:end])
-                h = act(_linear_into(pre[start:end], xe, w1[rows], _block(b1, rows)))
-                if up is not None:
-                    h = h * _linear_into(up[start:end], xe, w_up[rows], _block(b_up, rows))
+            for e, tokens, p, u, wt in zip(experts, token.split(sizes), _pieces(pre, sizes),
+                                           _pieces(up, sizes), weight.split(sizes)):
+                xe = gather(tokens)
+                h = act(_linear_into(p, xe, w1_of[e], b1_of[e]))
+                if u is not None:
+                    h = h * _linear_into(u, xe, up_of[e], b_up_of[e])
                 if not dispatch.unit:
-                    h = h * weight[start:end, None]
-                torch.mm(h, w2[:, rows].t(), out=sums.slot(start, end))
+                    h = h * wt[:, None]
+                torch.mm(h, w2_of[e].t(), out=sums.slot(tokens.shape[0]))
             sums.flush()
         ctx.act, ctx.dispatch = act, dispatch
         ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
-        return out.to(x.dtype)
+        return out if out is base else out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, token, weight, w1, b1, w2, w_up, b_up, pre, up = ctx.saved_tensors
         needs = ctx.needs_input_grad
         dispatch = ctx.dispatch
-        size = w1.shape[0] // len(dispatch.counts)
+        num = len(dispatch.counts)
+        size = w1.shape[0] // num
+        experts, sizes = dispatch.gathered_experts()
+        grad_in = grad_out
         grad_out = grad_out.to(x.dtype).contiguous()
         with torch.autocast(x.device.type, enabled=False):
             # The activation's own backward, over all pairs at once.
@@ -219,12 +258,14 @@ class _SparseExperts(torch.autograd.Function):
             weighted_h = h.detach() if dispatch.unit else h.detach() * weight[:, None]
             grad_h = torch.empty_like(pre)
             grad_w2 = torch.zeros_like(w2) if needs[7] else None
-            for expert, start, end in dispatch.spans():
-                rows = _rows(expert, size)
-                ge = grad_out.index_select(0, token[start:end])
-                torch.mm(ge, w2[:, rows], out=grad_h[start:end])
+            w2_of, grad_w2_of = _blocks(w2, size, num, 1), _blocks(grad_w2, size, num, 1)
+            gather = _Gather(grad_out, max(sizes, default=0))
+            for e, tokens, gh, wh in zip(experts, token.split(sizes), _pieces(grad_h, sizes),
+                                         _pieces(weighted_h, sizes)):
+                ge = gather(tokens)
+                torch.mm(ge, w2_of[e], out=gh)
                 if grad_w2 is not None:
-                    grad_w2[:, rows] = ge.t() @ weighted_h[start:end]
+                    grad_w2_of[e].copy_(ge.t() @ wh)
             grad_weight = (grad_h * h.detach()).sum(-1) if needs[2] else None
             grads = torch.autograd.grad(h, inputs,
                                         grad_h if dispatch.unit else grad_h * weight[:, None])
@@ -232,31 +273,34 @@ class _SparseExperts(torch.autograd.Function):
                 x, token, dispatch, size, w1, w_up, grads, needs)
         return (grad_x, None, grad_weight, None, None, grad_w1,
                 grad_b1 if needs[6] else None, grad_w2, grad_up,
-                grad_b_up if needs[9] else None)
+                grad_b_up if needs[9] else None, grad_in if needs[10] else None)
 
 
 def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
     """Gradients of x and of the first-layer weights and biases, expert by expert."""
+    num = len(dispatch.counts)
+    experts, sizes = dispatch.gathered_experts()
     grad_pre = grads[0]
     grad_upv = grads[1] if len(grads) > 1 else None
     grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device) if needs[0] else None
     sums = None if grad_x is None else _StagedIndexAdd(grad_x, token, x.dtype)
     grad_w1 = torch.zeros_like(w1) if needs[5] else None
     grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
-    for expert, start, end in dispatch.spans():
-        rows, pair_tokens = _rows(expert, size), token[start:end]
-        gp = grad_pre[start:end]
-        gu = None if grad_upv is None else grad_upv[start:end]
+    w1_of, up_of = _blocks(w1, size, num), _blocks(w_up, size, num)
+    grad_w1_of, grad_up_of = _blocks(grad_w1, size, num), _blocks(grad_up, size, num)
+    gather = _Gather(x, max(sizes, default=0))
+    for e, tokens, gp, gu in zip(experts, token.split(sizes), _pieces(grad_pre, sizes),
+                                 _pieces(grad_upv, sizes)):
         if grad_w1 is not None or grad_up is not None:
-            xe = x.index_select(0, pair_tokens)
+            xe = gather(tokens)
             if grad_w1 is not None:
-                torch.mm(gp.t(), xe, out=grad_w1[rows])
+                torch.mm(gp.t(), xe, out=grad_w1_of[e])
             if grad_up is not None:
-                torch.mm(gu.t(), xe, out=grad_up[rows])
+                torch.mm(gu.t(), xe, out=grad_up_of[e])
         if sums is not None:
-            gx = torch.mm(gp, w1[rows], out=sums.slot(start, end))
+            gx = torch.mm(gp, w1_of[e], out=sums.slot(tokens.shape[0]))
             if gu is not None:
-                gx.addmm_(gu, w_up[rows])
+                gx.addmm_(gu, up_of[e])
     if sums is not None:
         sums.flush()
     grad_b1 = _per_neuron_sums(grad_pre, dispatch, size, w1.shape[0])
@@ -270,5 +314,5 @@ def _per_neuron_sums(grad: torch.Tensor, dispatch: Dispatch, size: int, d_ff: in
     """Bias gradients: each expert's pair gradients summed into its block of neurons."""
     sums = grad.new_zeros(d_ff)
     for expert, start, end in dispatch.spans():
-        sums[_rows(expert, size)] = grad[start:end].sum(0)
+        sums[expert * size:(expert + 1) * size] = grad[start:end].sum(0)
     return sums

@@ -181,9 +181,8 @@ class EMoEFeedForward(nn.Module):
         up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
         dispatch = group_by_expert(chosen, weights.to(dtype), self.num_experts,
                                    hot_share(self.expert_size, torch.is_grad_enabled()))
-        y = sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
-                       cast(self.w2.weight), cast(up[0]), cast(up[1]))
-        return y if self.w2.bias is None else y.add_(cast(self.w2.bias))  # y is new
+        return sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
+                          cast(self.w2.weight), cast(up[0]), cast(up[1]), cast(self.w2.bias))
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"
