@@ -81,7 +81,8 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
     counts = torch.bincount(expert, minlength=num_experts)
     is_hot = counts > hot_share * chosen.shape[0]
     hot = is_hot.nonzero().flatten().tolist()
-    order = torch.argsort(expert + num_experts * is_hot[expert] if hot else expert, stable=True)
+    key = expert + num_experts * is_hot[expert] if hot else expert
+    order = torch.argsort(key.int(), stable=True)  # 32-bit keys sort about twice as fast
     token = (order if pair is None else pair[order]) // k
     unit = not weight.requires_grad and bool((weight == 1).all())
     return Dispatch(token, weight[order], counts.tolist(), unit, hot)
