@@ -174,14 +174,15 @@ class _StagedIndexAdd:
     added whenever the next expert would not fit. Slots follow the pairs in order.
     """
 
-    def __init__(self, total: torch.Tensor, token: torch.Tensor, dtype: torch.dtype) -> None:
+    def __init__(self, total: torch.Tensor, token: torch.Tensor, dtype: torch.dtype,
+                 busiest: int) -> None:
         self.total, self.token = total, token
-        rows = min(token.shape[0], STAGED_ROWS_PER_TOKEN * total.shape[0])
+        rows = min(token.shape[0], max(busiest, int(STAGED_ROWS_PER_TOKEN * total.shape[0])))
         self.stage = torch.empty(rows, total.shape[1], dtype=dtype, device=total.device)
         self.done = self.used = 0  # pairs already added, pairs staged
 
     def slot(self, pairs: int) -> torch.Tensor:
-        """The staging rows for the next `pairs` pairs (at most the batch's token count)."""
+        """The staging rows for the next `pairs` pairs (at most `busiest`)."""
         if self.used + pairs > self.stage.shape[0]:
             self.flush()
         self.used += pairs
@@ -221,8 +222,8 @@ class _SparseExperts(torch.autograd.Function):
         w1_of, b1_of = _blocks(w1, size, num), _blocks(b1, size, num)
         up_of, b_up_of = _blocks(w_up, size, num), _blocks(b_up, size, num)
         w2_of = _blocks(w2, size, num, dim=1)
-        gather = _Gather(x, max(sizes, default=0))
-        sums = _StagedIndexAdd(out, token, x.dtype)
+        busiest = max(sizes, default=0)
+        gather, sums = _Gather(x, busiest), _StagedIndexAdd(out, token, x.dtype, busiest)
         with torch.autocast(x.device.type, enabled=False):
             for e, tokens, p, u, wt in zip(experts, token.split(sizes), _pieces(pre, sizes),
                                            _pieces(up, sizes), weight.split(sizes)):
@@ -283,13 +284,14 @@ def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
     experts, sizes = dispatch.gathered_experts()
     grad_pre = grads[0]
     grad_upv = grads[1] if len(grads) > 1 else None
+    busiest = max(sizes, default=0)
     grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device) if needs[0] else None
-    sums = None if grad_x is None else _StagedIndexAdd(grad_x, token, x.dtype)
+    sums = None if grad_x is None else _StagedIndexAdd(grad_x, token, x.dtype, busiest)
     grad_w1 = torch.zeros_like(w1) if needs[5] else None
     grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
     w1_of, up_of = _blocks(w1, size, num), _blocks(w_up, size, num)
     grad_w1_of, grad_up_of = _blocks(grad_w1, size, num), _blocks(grad_up, size, num)
-    gather = _Gather(x, max(sizes, default=0))
+    gather = _Gather(x, busiest)
     for e, tokens, gp, gu in zip(experts, token.split(sizes), _pieces(grad_pre, sizes),
                                  _pieces(grad_upv, sizes)):
         if grad_w1 is not None or grad_up is not None:

@@ -172,6 +172,18 @@ def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted,
     _assert_same(layer, x)
 
 
+@pytest.mark.parametrize("stage", [0, 1, 2], ids=["every-expert", "a-few-experts", "twice"])
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gated,
+                                                                     monkeypatch):
+    """The gathered experts' outputs (and input gradients) are added in batches of experts;
+    batching must not change a result, whether each expert is added alone or all at once."""
+    monkeypatch.setattr("emoe_cli.moe.dispatch.STAGED_ROWS_PER_TOKEN", stage)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
+    layer = _layer(gated, bias=True, weighted=True)
+    _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
+
+
 def test_whole_model_matches_across_executions_in_training():
     model = emoefy(tiny_llama(), num_experts=8, top_k=2, execution="masked").train()
     sparse = copy.deepcopy(model)
