@@ -126,8 +126,17 @@ def _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up):
     start = dispatch.gathered
     gate = h.new_zeros(x.shape[0], len(dispatch.hot)).index_put(
         (dispatch.token[start:], column), dispatch.weight[start:].to(h.dtype))
-    h = (h.view(x.shape[0], -1, size) * gate.unsqueeze(-1)).view_as(h)
-    return h, w2.index_select(1, rows)
+    return scale_blocks(h, gate, size), w2.index_select(1, rows)
+
+
+def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
+    """Each token's `size`-wide blocks of `h` ([tokens, blocks·size]) times its `scale`
+    ([tokens, blocks]); in place when no autograd graph needs `h` (inference), which saves
+    a copy of the hidden layer and its page faults."""
+    blocks = h.view(h.shape[0], -1, size)
+    if h.requires_grad:
+        return (blocks * scale.unsqueeze(-1)).view_as(h)
+    return blocks.mul_(scale.unsqueeze(-1)).view_as(h)
 
 
 def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:

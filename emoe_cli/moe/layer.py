@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.moe.dispatch import group_by_expert, scale_blocks, sparse_ffn
 from emoe_cli.moe.execution import EXECUTIONS, choose_execution, hot_share
 from emoe_cli.moe.routers import (
     AvgKRouter,
@@ -167,8 +167,7 @@ class EMoEFeedForward(nn.Module):
         h = self._hidden(x)
         mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
         mask.scatter_(1, chosen, weights.to(h.dtype))
-        h = (h.view(-1, self.num_experts, self.expert_size) * mask.unsqueeze(-1)).view_as(h)
-        return self.w2(h)
+        return self.w2(scale_blocks(h, mask, self.expert_size))
 
     def _sparse(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Only the selected experts; under autocast everything runs in its dtype, as F.linear."""

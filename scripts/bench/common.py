@@ -37,9 +37,13 @@ def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
         for _ in range(warmup):
             job()
     times: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(rounds):
-        for name, job in jobs.items():
+    names = list(jobs)
+    for round_ in range(rounds):
+        # Each round starts one job later: no job always runs right after the same other one
+        # (the one before leaves the caches and the allocator in its own state).
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            job()
+            jobs[name]()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
