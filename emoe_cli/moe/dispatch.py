@@ -4,15 +4,17 @@ The masked path runs the whole FFN and zeroes the unselected expert blocks, so i
 every expert. Here the pairs that `route()` returned are grouped by expert (a stable sort),
 and each expert runs its own block of the (already permuted, hence contiguous) weights on
 just its tokens: a gather of those tokens, two small matrix products, and a scatter-add of
-the weighted result. No capacity limit, so a skewed router (one expert taking nearly every
-token) only makes that expert's product taller. Pairs of weight 0 (tokens a router dropped)
+the weighted result (staged, so one `index_add_` covers several experts). No capacity
+limit, so a skewed router (one expert taking nearly every token) only makes that expert's
+product taller. Pairs of weight 0 (tokens a router dropped)
 are skipped: they add nothing to the output.
 
 Real routing is skewed: a few experts receive most tokens. For those ("hot" experts,
 chosen by `group_by_expert`'s `hot_share`) gathering and scattering nearly every token
 costs more than computing the expert for all tokens and zeroing the ones that did not
 choose it, so their blocks are stacked into one wide masked product (the masked path,
-restricted to the hot experts), which also runs at the speed of a large product.
+restricted to the hot experts), which also runs at the speed of a large product; its
+output, `b2` included, is the tensor the gathered experts are then added to in place.
 
 A custom autograd function keeps memory near the masked path's: it saves only the gathered
 experts' pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the
