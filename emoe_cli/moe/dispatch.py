@@ -133,10 +133,10 @@ def _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up):
 
 def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
     """Each token's `size`-wide blocks of `h` ([tokens, blocks·size]) times its `scale`
-    ([tokens, blocks]); in place when no autograd graph needs `h` (inference), which saves
-    a copy of the hidden layer and its page faults."""
+    ([tokens, blocks]); in place when autograd tracks neither (inference), which saves a
+    copy of the hidden layer and its page faults."""
     blocks = h.view(h.shape[0], -1, size)
-    if h.requires_grad:
+    if h.requires_grad or scale.requires_grad:
         return (blocks * scale.unsqueeze(-1)).view_as(h)
     return blocks.mul_(scale.unsqueeze(-1)).view_as(h)
 

@@ -212,3 +212,20 @@ def test_bf16_autocast_runs_both_paths_in_bf16():
 def test_unknown_execution_is_named():
     with pytest.raises(ValueError, match="execution='fast' is unknown; valid: auto, masked"):
         emoefy(tiny_bert(), num_experts=8, top_k=2, execution="fast")
+
+
+def test_scaling_blocks_in_place_only_when_autograd_tracks_neither_input():
+    """Inference scales the hidden layer in place; a trained router's weights on a frozen
+    FFN still get their gradient, and the hidden layer stays untouched then."""
+    from emoe_cli.moe.dispatch import scale_blocks
+
+    h = torch.randn(4, 6, generator=torch.Generator().manual_seed(12))
+    scale = torch.randn(4, 3, requires_grad=True)
+    kept = h.clone()
+    scale_blocks(h, scale, 2).sum().backward()
+    torch.testing.assert_close(scale.grad, kept.view(4, 3, 2).sum(-1))
+    torch.testing.assert_close(h, kept)
+    with torch.no_grad():
+        out = scale_blocks(h, scale, 2)
+    assert out.data_ptr() == h.data_ptr()
+    torch.testing.assert_close(out, (kept.view(4, 3, 2) * scale.detach()[..., None]).view(4, 6))
