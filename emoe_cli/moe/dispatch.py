@@ -136,7 +136,7 @@ def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tenso
     ([tokens, blocks]); in place when autograd tracks neither (inference), which saves a
     copy of the hidden layer and its page faults."""
     blocks = h.view(h.shape[0], -1, size)
-    if h.requires_grad or scale.requires_grad:
+    if torch.is_grad_enabled() and (h.requires_grad or scale.requires_grad):
         return (blocks * scale.unsqueeze(-1)).view_as(h)
     return blocks.mul_(scale.unsqueeze(-1)).view_as(h)
 
