@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ class Dispatch:
         """How many pairs (the first ones) belong to gathered, not hot, experts."""
         return sum(self.counts) - sum(self.counts[e] for e in self.hot)
 
+    @cached_property
     def gathered_experts(self) -> tuple[list[int], list[int]]:
         """The gathered experts that received pairs, in order, and their pair counts."""
         hot = set(self.hot)
@@ -60,11 +62,10 @@ class Dispatch:
 
     def spans(self) -> Iterator[tuple[int, int, int]]:
         """(expert, first pair, end pair) for every gathered expert that received tokens."""
-        start, hot = 0, set(self.hot)
-        for expert, count in enumerate(self.counts):
-            if count and expert not in hot:
-                yield expert, start, start + count
-                start += count
+        start = 0
+        for expert, count in zip(*self.gathered_experts):
+            yield expert, start, start + count
+            start += count
 
 
 def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
@@ -145,9 +146,14 @@ def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
     return None if bias is None else bias.index_select(0, rows)
 
 
-def _blocks(w: torch.Tensor | None, size: int, count: int, dim: int = 0) -> list:
-    """Each expert's block of `w` (views), or `count` Nones when there is no `w`."""
-    return [None] * count if w is None else list(w.split(size, dim))
+def _split(tensor: torch.Tensor | None, sections: int | list[int], count: int | None = None,
+           dim: int = 0) -> list:
+    """`tensor.split(sections, dim)` as a list of views: each expert's block of a weight
+    (`sections` = expert size, `count` = number of experts) or each gathered expert's rows
+    of a per-pair tensor (`sections` = pair counts); Nones when there is no tensor."""
+    if tensor is None:
+        return [None] * (len(sections) if count is None else count)
+    return list(tensor.split(sections, dim))
 
 
 def _linear_into(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
@@ -229,11 +235,6 @@ class _StagedIndexAdd:
         self.done, self.used = self.done + self.used, 0
 
 
-def _pieces(tensor: torch.Tensor | None, sizes: list[int]) -> list:
-    """Each gathered expert's rows of a per-pair tensor (views), or Nones."""
-    return [None] * len(sizes) if tensor is None else list(tensor.split(sizes))
-
-
 class _SparseExperts(torch.autograd.Function):
     """Forward and backward of `sparse_ffn`, looping over the experts that have pairs."""
 
@@ -252,15 +253,15 @@ class _SparseExperts(torch.autograd.Function):
             ctx.mark_dirty(base)
         else:  # a bf16/fp16 base: accumulate in fp32, return a new tensor
             out = base.float()
-        experts, sizes = dispatch.gathered_experts()
-        w1_of, b1_of = _blocks(w1, size, num), _blocks(b1, size, num)
-        up_of, b_up_of = _blocks(w_up, size, num), _blocks(b_up, size, num)
-        w2_of = _blocks(w2, size, num, dim=1)
+        experts, sizes = dispatch.gathered_experts
+        w1_of, b1_of = _split(w1, size, num), _split(b1, size, num)
+        up_of, b_up_of = _split(w_up, size, num), _split(b_up, size, num)
+        w2_of = _split(w2, size, num, dim=1)
         busiest = max(sizes, default=0)
         gather, sums = _Gather(x, busiest), _StagedIndexAdd(out, token, x.dtype, busiest)
         with torch.autocast(x.device.type, enabled=False):
-            for e, tokens, p, u, wt in zip(experts, token.split(sizes), _pieces(pre, sizes),
-                                           _pieces(up, sizes), weight.split(sizes)):
+            for e, tokens, p, u, wt in zip(experts, token.split(sizes), _split(pre, sizes),
+                                           _split(up, sizes), weight.split(sizes)):
                 xe = gather(tokens)
                 h = act(_linear_into(p, xe, w1_of[e], b1_of[e]))
                 if u is not None:
@@ -280,7 +281,7 @@ class _SparseExperts(torch.autograd.Function):
         dispatch = ctx.dispatch
         num = len(dispatch.counts)
         size = w1.shape[0] // num
-        experts, sizes = dispatch.gathered_experts()
+        experts, sizes = dispatch.gathered_experts
         grad_in = grad_out
         grad_out = grad_out.to(x.dtype).contiguous()
         with torch.autocast(x.device.type, enabled=False):
@@ -294,10 +295,10 @@ class _SparseExperts(torch.autograd.Function):
             weighted_h = h.detach() if dispatch.unit else h.detach() * weight[:, None]
             grad_h = torch.empty_like(pre)
             grad_w2 = torch.zeros_like(w2) if needs[7] else None
-            w2_of, grad_w2_of = _blocks(w2, size, num, 1), _blocks(grad_w2, size, num, 1)
+            w2_of, grad_w2_of = _split(w2, size, num, 1), _split(grad_w2, size, num, 1)
             gather = _Gather(grad_out, max(sizes, default=0))
-            for e, tokens, gh, wh in zip(experts, token.split(sizes), _pieces(grad_h, sizes),
-                                         _pieces(weighted_h, sizes)):
+            for e, tokens, gh, wh in zip(experts, token.split(sizes), _split(grad_h, sizes),
+                                         _split(weighted_h, sizes)):
                 ge = gather(tokens)
                 torch.mm(ge, w2_of[e], out=gh)
                 if grad_w2 is not None:
@@ -315,7 +316,7 @@ class _SparseExperts(torch.autograd.Function):
 def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
     """Gradients of x and of the first-layer weights and biases, expert by expert."""
     num = len(dispatch.counts)
-    experts, sizes = dispatch.gathered_experts()
+    experts, sizes = dispatch.gathered_experts
     grad_pre = grads[0]
     grad_upv = grads[1] if len(grads) > 1 else None
     busiest = max(sizes, default=0)
@@ -323,11 +324,11 @@ def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
     sums = None if grad_x is None else _StagedIndexAdd(grad_x, token, x.dtype, busiest)
     grad_w1 = torch.zeros_like(w1) if needs[5] else None
     grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
-    w1_of, up_of = _blocks(w1, size, num), _blocks(w_up, size, num)
-    grad_w1_of, grad_up_of = _blocks(grad_w1, size, num), _blocks(grad_up, size, num)
+    w1_of, up_of = _split(w1, size, num), _split(w_up, size, num)
+    grad_w1_of, grad_up_of = _split(grad_w1, size, num), _split(grad_up, size, num)
     gather = _Gather(x, busiest)
-    for e, tokens, gp, gu in zip(experts, token.split(sizes), _pieces(grad_pre, sizes),
-                                 _pieces(grad_upv, sizes)):
+    for e, tokens, gp, gu in zip(experts, token.split(sizes), _split(grad_pre, sizes),
+                                 _split(grad_upv, sizes)):
         if grad_w1 is not None or grad_up is not None:
             xe = gather(tokens)
             if grad_w1 is not None:
@@ -350,6 +351,7 @@ def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
 def _per_neuron_sums(grad: torch.Tensor, dispatch: Dispatch, size: int, d_ff: int):
     """Bias gradients: each expert's pair gradients summed into its block of neurons."""
     sums = grad.new_zeros(d_ff)
-    for expert, start, end in dispatch.spans():
-        sums[expert * size:(expert + 1) * size] = grad[start:end].sum(0)
+    experts, counts = dispatch.gathered_experts
+    for expert, rows in zip(experts, grad.split(counts)):
+        sums[expert * size:(expert + 1) * size] = rows.sum(0)
     return sums
