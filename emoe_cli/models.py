@@ -88,15 +88,19 @@ def load_classifier(
     problem = "regression" if num_labels == 1 else "single_label_classification"
     model = load_pretrained(transformers.AutoModelForSequenceClassification, weights,
                             num_labels=num_labels, problem_type=problem)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model
+    return _pad_with(model, tokenizer)
 
 
 def load_causal_lm(weights: str, tokenizer: transformers.PreTrainedTokenizerBase
                    ) -> transformers.PreTrainedModel:
     """A causal language model (LLaMA, SmolLM2, GPT-2 ...) with its LM head."""
     model = load_pretrained(transformers.AutoModelForCausalLM, weights)
+    return _pad_with(model, tokenizer)
+
+
+def _pad_with(model: transformers.PreTrainedModel,
+              tokenizer: transformers.PreTrainedTokenizerBase) -> transformers.PreTrainedModel:
+    """Give a model without a pad token the tokenizer's, so padded batches are understood."""
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
