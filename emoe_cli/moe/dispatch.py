@@ -15,11 +15,13 @@ costs more than computing the expert for all tokens and zeroing the ones that di
 choose it, so their blocks are stacked into one wide masked product (the masked path,
 restricted to the hot experts), which also runs at the speed of a large product; its
 output, `b2` included, is the tensor the gathered experts are then added to in place.
+Hotness is decided per group of tokens that route alike (`moe/token_groups.py`): each group
+runs its own masked block, and a gathered expert gathers its pairs from every group at once.
 
 A custom autograd function keeps memory near the masked path's: it saves only the gathered
 experts' pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the
 gathered token copies ([pairs, d], k times the input), and re-gathers those in the backward
-pass. The hot block is ordinary autograd, as the masked path is.
+pass. The masked blocks are ordinary autograd, as the masked path is.
 """
 
 from __future__ import annotations
@@ -33,31 +35,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoe_cli.moe.token_groups import TokenSplit, one_group
+
+
+@dataclass
+class HotBlock:
+    """Experts computed as one masked block for a group of tokens (`moe/token_groups.py`)."""
+
+    tokens: torch.Tensor | None  # the group's token indices; None: every token
+    experts: list[int]
+
 
 @dataclass
 class Dispatch:
-    """The chosen (token, expert) pairs sorted by expert, the hot experts' pairs last.
+    """The gathered (token, expert) pairs sorted by expert, and the masked blocks.
 
-    The gathered experts' pairs come first, each expert's a slice (`spans`); then the hot
-    experts' pairs, also by expert.
+    Each gathered expert's pairs are a slice (`spans`). When any expert is hot, `blocks`
+    has one entry per token group (a group without hot experts has an empty list) and
+    `gates` holds every token's route weights, from which the blocks take their masks.
     """
 
-    token: torch.Tensor  # [pairs] token index of each pair
+    token: torch.Tensor  # [pairs] token index of each gathered pair
     weight: torch.Tensor  # [pairs] route weight of each pair (keeps the router's autograd graph)
-    counts: list[int]  # pairs per expert, in expert order
+    counts: list[int]  # gathered pairs per expert, in expert order
     unit: bool = False  # every weight is a constant 1 (avg-k gating): skip the products
-    hot: list[int] = field(default_factory=list)  # experts computed for every token, masked
+    blocks: list[HotBlock] = field(default_factory=list)
+    gates: torch.Tensor | None = None  # [tokens, experts] route weights, 0 where not chosen
+    restore: torch.Tensor | None = None  # token order from the groups' concatenated order
 
     @property
     def gathered(self) -> int:
-        """How many pairs (the first ones) belong to gathered, not hot, experts."""
-        return sum(self.counts) - sum(self.counts[e] for e in self.hot)
+        """How many pairs are gathered."""
+        return self.token.shape[0]
+
+    @property
+    def hot(self) -> list[int]:
+        """Experts that run masked for at least one group of tokens."""
+        return sorted({e for block in self.blocks for e in block.experts})
 
     @cached_property
     def gathered_experts(self) -> tuple[list[int], list[int]]:
-        """The gathered experts that received pairs, in order, and their pair counts."""
-        hot = set(self.hot)
-        experts = [e for e, count in enumerate(self.counts) if count and e not in hot]
+        """The experts that have gathered pairs, in order, and their pair counts."""
+        experts = [e for e, count in enumerate(self.counts) if count]
         return experts, [self.counts[e] for e in experts]
 
     def spans(self) -> Iterator[tuple[int, int, int]]:
@@ -69,27 +88,39 @@ class Dispatch:
 
 
 def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
-                    hot_share: float = 1.0) -> Dispatch:
+                    hot_share: float = 1.0, split: TokenSplit | None = None) -> Dispatch:
     """Sort the pairs of `route()`'s output ([tokens, k] indices and weights) by expert.
 
-    Experts chosen by more than `hot_share` of the tokens are hot (see the module doc).
+    Within each group of `split` (default: one group of every token), experts chosen by
+    more than `hot_share` of the group's tokens are hot (see the module doc): their pairs
+    there run in the group's masked block, not gathered.
     """
-    k = chosen.shape[1]
+    tokens, k = chosen.shape
+    if split is None:
+        split = one_group(chosen, weights, num_experts)
+    is_hot = split.counts > hot_share * split.sizes.unsqueeze(-1)  # [groups, experts]
     expert = chosen.reshape(-1)
     weight = weights.reshape(-1)
-    pair = None  # pair p is (token p // k, its choice p % k) until pairs are dropped
-    kept = weight != 0
-    if not bool(kept.all()):  # dropped pairs (e.g. over an expert's capacity) cost nothing
-        pair = kept.nonzero().flatten()
-        expert, weight = expert[pair], weight[pair]
-    counts = torch.bincount(expert, minlength=num_experts)
-    is_hot = counts > hot_share * chosen.shape[0]
-    hot = is_hot.nonzero().flatten().tolist()
-    key = expert + num_experts * is_hot[expert] if hot else expert
-    order = torch.argsort(key.int(), stable=True)  # 32-bit keys sort about twice as fast
-    token = (order if pair is None else pair[order]) // k
-    unit = not weight.requires_grad and bool((weight == 1).all())
-    return Dispatch(token, weight[order], counts.tolist(), unit, hot)
+    gather = weight != 0  # dropped pairs (e.g. over an expert's capacity) cost nothing
+    if bool(is_hot.any()):
+        group = split.label().repeat_interleave(k) if len(split.groups) > 1 else 0
+        gather &= ~is_hot[group, expert]
+    if bool(gather.all()):  # pair p is (token p // k, its choice p % k)
+        pair = torch.argsort(expert.int(), stable=True)  # 32-bit keys sort twice as fast
+    else:
+        pair = gather.nonzero().flatten()
+        pair = pair[torch.argsort(expert[pair].int(), stable=True)]
+    counts = torch.bincount(expert[pair], minlength=num_experts).tolist()
+    unit = not weight.requires_grad and bool((weight[pair] == 1).all())
+    dispatch = Dispatch(pair // k, weight[pair], counts, unit)
+    if bool(is_hot.any()):
+        several = len(split.groups) > 1
+        dispatch.blocks = [HotBlock(group if several else None, row.nonzero().flatten().tolist())
+                           for group, row in zip(split.groups, is_hot)]
+        dispatch.gates = weights.new_zeros(tokens, num_experts).scatter(1, chosen, weights)
+        if several:
+            dispatch.restore = torch.cat(split.groups).argsort()
+    return dispatch
 
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
@@ -99,37 +130,45 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
 
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
     `e·s .. (e+1)·s`). All tensors must share one dtype; the gathered experts' sum is
-    accumulated in fp32, the hot block is one product in that dtype, as in the masked path.
-    The hot block's product (with `b2`) is the tensor the gathered experts are added to,
-    so no separate zeroed output or bias pass is needed.
+    accumulated in fp32, the masked blocks are products in that dtype, as in the masked
+    path. The masked blocks' output (with `b2`) is the tensor the gathered experts are
+    added to, so no separate zeroed output or bias pass is needed.
     """
-    gathered = dispatch.gathered
     base = None
-    if dispatch.hot:
-        h, w2_hot = _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up)
-        base = F.linear(h, w2_hot, b2)
-        if not gathered:
+    if dispatch.blocks:
+        base = _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2)
+        if not dispatch.gathered:
             return base
-    y = _SparseExperts.apply(x, dispatch.token[:gathered], dispatch.weight[:gathered],
-                             dispatch, act, w1, b1, w2, w_up, b_up, base)
+    y = _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act, w1, b1, w2,
+                             w_up, b_up, base)
     return y if base is not None or b2 is None else y.add_(b2)  # y is a new tensor
 
 
-def _hot_hidden(x, dispatch, act, w1, b1, w2, w_up, b_up):
-    """The hot experts' activations over every token, the pairs not chosen zeroed, and their
-    block of W2 (a product with it gives the hot experts' share of the output)."""
-    size = w1.shape[0] // len(dispatch.counts)
-    hot = torch.tensor(dispatch.hot, device=x.device)
+def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2):
+    """Every token's output from its group's hot experts (the masked path restricted to
+    them), plus `b2`; in token order."""
+    outputs = [_masked_block(x, block, dispatch.gates, act, w1, b1, w2, w_up, b_up, b2)
+               for block in dispatch.blocks]
+    if dispatch.restore is None:
+        return outputs[0]
+    return torch.cat(outputs).index_select(0, dispatch.restore)
+
+
+def _masked_block(x, block, gates, act, w1, b1, w2, w_up, b_up, b2):
+    """One group's hot experts over the group's tokens, the pairs not chosen zeroed."""
+    if block.tokens is not None:
+        x, gates = x.index_select(0, block.tokens), gates.index_select(0, block.tokens)
+    if not block.experts:
+        return (x.new_zeros(x.shape[0], w2.shape[0]) if b2 is None
+                else b2.expand(x.shape[0], -1))
+    size = w1.shape[0] // gates.shape[1]
+    hot = torch.tensor(block.experts, device=x.device)
     rows = (hot[:, None] * size + torch.arange(size, device=x.device)).reshape(-1)
     h = act(F.linear(x, w1.index_select(0, rows), _pick(b1, rows)))
     if w_up is not None:
         h = h * F.linear(x, w_up.index_select(0, rows), _pick(b_up, rows))
-    column = torch.arange(len(dispatch.hot), device=x.device).repeat_interleave(
-        torch.tensor([dispatch.counts[e] for e in dispatch.hot], device=x.device))
-    start = dispatch.gathered
-    gate = h.new_zeros(x.shape[0], len(dispatch.hot)).index_put(
-        (dispatch.token[start:], column), dispatch.weight[start:].to(h.dtype))
-    return scale_blocks(h, gate, size), w2.index_select(1, rows)
+    h = scale_blocks(h, gates.index_select(1, hot).to(h.dtype), size)
+    return F.linear(h, w2.index_select(1, rows), b2)
 
 
 def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:

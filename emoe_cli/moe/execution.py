@@ -17,10 +17,12 @@ MiniLM 384x1536 and BERT-base-shaped 768x3072 layers, N = 64, k = 16 and 32):
 So an expert is gathered when its share of the tokens is below `HOT_COST / pair cost`
 (about half the tokens for 48-wide experts), and `auto` takes the sparse path when the sum
 over experts of the cheaper choice beats masking and each expert gets a few tokens on
-average. With every expert hot the sparse path is the masked path plus copies, so `auto`
-masks there. On GPUs the per-expert loop means dozens of kernel launches per layer, which
-the masked path's two large products beat at these sizes, so `auto` keeps masking there
-(not measured here: no GPU on the benchmark machine).
+average. Shares are counted within groups of tokens that route alike
+(`moe/token_groups.py`), each with its own masked block. With every expert hot the sparse
+path is the masked path plus copies, so `auto` masks there. On GPUs the per-expert loop
+means dozens of kernel launches per layer, which the masked path's two large products beat
+at these sizes, so `auto` keeps masking there (not measured here: no GPU on the benchmark
+machine).
 """
 
 from __future__ import annotations
@@ -44,18 +46,19 @@ def hot_share(expert_size: int, training: bool) -> float:
     return HOT_COST / pair_cost(expert_size, training)
 
 
+def expert_costs(shares: torch.Tensor, expert_size: int, training: bool) -> torch.Tensor:
+    """Each expert's time at its cheaper way (gathered or masked), given its share of tokens,
+    relative to all tokens through its block of the dense FFN."""
+    return (shares.float() * pair_cost(expert_size, training)).clamp(max=HOT_COST)
+
+
 def sparse_cost(shares: torch.Tensor, expert_size: int, training: bool) -> float:
     """The sparse path's time as a fraction of the dense FFN's, given each expert's share."""
-    per_expert = (shares.float() * pair_cost(expert_size, training)).clamp(max=HOT_COST)
-    return float(per_expert.mean())
+    return float(expert_costs(shares, expert_size, training).mean())
 
 
-def choose_execution(counts: torch.Tensor, tokens: int, expert_size: int,
-                     device: torch.device, training: bool) -> str:
-    """`auto`'s pick, `masked` or `sparse`, given the pairs per expert ([N]) of `tokens` tokens."""
-    if device.type != "cpu" or tokens == 0:
-        return "masked"
-    enough_tokens = float(counts.sum()) / len(counts) >= MIN_TOKENS_PER_EXPERT
-    if enough_tokens and sparse_cost(counts / tokens, expert_size, training) < MASKED_COST:
-        return "sparse"
-    return "masked"
+def sparse_may_pay(chosen: torch.Tensor, num_experts: int) -> bool:
+    """Whether `auto` should weigh the sparse path at all for `route()`'s [tokens, k] output:
+    only on CPU, and only when each expert gets a few pairs on average."""
+    return (chosen.device.type == "cpu"
+            and chosen.numel() / num_experts >= MIN_TOKENS_PER_EXPERT)

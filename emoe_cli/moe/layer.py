@@ -7,8 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.dispatch import group_by_expert, scale_blocks, sparse_ffn
-from emoe_cli.moe.execution import EXECUTIONS, choose_execution, hot_share
+from emoe_cli.moe.dispatch import Dispatch, group_by_expert, scale_blocks, sparse_ffn
+from emoe_cli.moe.execution import (
+    EXECUTIONS,
+    MASKED_COST,
+    hot_share,
+    sparse_cost,
+    sparse_may_pay,
+)
 from emoe_cli.moe.routers import (
     AvgKRouter,
     activation_scores,
@@ -16,6 +22,7 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
+from emoe_cli.moe.token_groups import split_tokens
 from emoe_cli.moe.weights import effective_weight
 
 
@@ -39,6 +46,13 @@ class DenseFFN:
     @property
     def d_ff(self) -> int:
         return self.w1.shape[0]
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype F.linear would compute in: autocast's when it is on, else the input's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -138,20 +152,31 @@ class EMoEFeedForward(nn.Module):
             y = self.w2(self._hidden(x))  # every expert with weight 1: the dense FFN
         else:
             chosen, weights = self.route(x)
-            if self._plain_weights() and self._execution_for(chosen) == "sparse":
-                y = self._sparse(x, chosen, weights)
-            else:
-                y = self._masked(x, chosen, weights)
+            dispatch = self.plan_sparse(chosen, weights.to(_compute_dtype(x)))
+            y = (self._masked(x, chosen, weights) if dispatch is None
+                 else self._sparse(x, dispatch))
         if self.dropout is not None:
             y = self.dropout(y)
         return y.view(*shape[:-1], y.shape[-1])
 
-    def _execution_for(self, chosen: torch.Tensor) -> str:
-        if self.execution != "auto":
-            return self.execution
-        counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
-        return choose_execution(counts, chosen.shape[0], self.expert_size, chosen.device,
-                                torch.is_grad_enabled())
+    def plan_sparse(self, chosen: torch.Tensor, weights: torch.Tensor) -> Dispatch | None:
+        """How the sparse path would run this routing (token groups from
+        `moe/token_groups.py`, then pairs by expert), or None when the layer masks: under
+        `execution=masked`, with adapter-wrapped weights, or under `auto` when the modelled
+        cost (`moe/execution.py`) favours masking."""
+        if self.execution == "masked" or not self._plain_weights():
+            return None
+        training = torch.is_grad_enabled()
+        if self.execution == "auto":
+            if not sparse_may_pay(chosen, self.num_experts):
+                return None
+            # Decided on the whole batch: the modelled saving of a token split is optimistic.
+            shares = torch.bincount(chosen.reshape(-1), minlength=self.num_experts) / len(chosen)
+            if sparse_cost(shares, self.expert_size, training) >= MASKED_COST:
+                return None
+        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training)
+        return group_by_expert(chosen, weights, self.num_experts,
+                               hot_share(self.expert_size, training), split)
 
     def _plain_weights(self) -> bool:
         """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,
@@ -169,17 +194,14 @@ class EMoEFeedForward(nn.Module):
         mask.scatter_(1, chosen, weights.to(h.dtype))
         return self.w2(scale_blocks(h, mask, self.expert_size))
 
-    def _sparse(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Only the selected experts; under autocast everything runs in its dtype, as F.linear."""
-        dtype = (torch.get_autocast_dtype(x.device.type)
-                 if torch.is_autocast_enabled(x.device.type) else x.dtype)
+    def _sparse(self, x: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
+        """Only the selected experts, all in `_compute_dtype` (the dispatch's weights too)."""
+        dtype = _compute_dtype(x)
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(dtype)
 
         up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
-        dispatch = group_by_expert(chosen, weights.to(dtype), self.num_experts,
-                                   hot_share(self.expert_size, torch.is_grad_enabled()))
         return sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
                           cast(self.w2.weight), cast(up[0]), cast(up[1]), cast(self.w2.bias))
 

@@ -38,8 +38,6 @@ from torch import nn
 from emoe_cli.models import resolve_weights
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.convert import split_neurons
-from emoe_cli.moe.dispatch import group_by_expert
-from emoe_cli.moe.execution import hot_share
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 
 
@@ -123,20 +121,27 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
 
 
 def routing_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
-    """How skewed the routing is, and how many experts the sparse path runs as masked blocks."""
-    counts = torch.tensor(group_by_expert(*layer.route(x), layer.num_experts).counts)
-    hot = [int((counts > hot_share(layer.expert_size, training) * x.shape[0]).sum())
-           for training in (False, True)]
-    return (f"busiest expert gets {counts.max() / x.shape[0]:.0%} of tokens; "
-            f"hot experts (masked blocks) fwd {hot[0]}, f+b {hot[1]}")
+    """How skewed the routing is, and how the sparse path splits it: token groups (each with
+    its own masked block) and hot experts (masked in at least one group)."""
+    chosen, weights = layer.route(x)
+    busiest = torch.bincount(chosen.reshape(-1), minlength=layer.num_experts).max()
+    plans = []
+    for training in (False, True):
+        with torch.set_grad_enabled(training):
+            dispatch = layer.plan_sparse(chosen, weights)
+        plans.append(f"{max(len(dispatch.blocks), 1)} groups, {len(dispatch.hot)} hot")
+    return (f"busiest expert gets {busiest / x.shape[0]:.0%} of tokens; "
+            f"fwd {plans[0]}, f+b {plans[1]}")
 
 
 def auto_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
     """The path `auto` takes for this input in inference (fwd) and in training (f+b)."""
-    chosen = layer.route(x)[0]
-    with torch.no_grad():
-        inference = layer._execution_for(chosen)
-    return f"runs {inference} (fwd), {layer._execution_for(chosen)} (f+b)"
+    chosen, weights = layer.route(x)
+    paths = []
+    for training in (False, True):
+        with torch.set_grad_enabled(training):
+            paths.append("masked" if layer.plan_sparse(chosen, weights) is None else "sparse")
+    return f"runs {paths[0]} (fwd), {paths[1]} (f+b)"
 
 
 def check_equal(masked: nn.Module, other: nn.Module, x: torch.Tensor) -> None:

@@ -8,7 +8,13 @@ from torch import nn
 
 from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
 from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import HOT_COST, choose_execution, hot_share, sparse_cost
+from emoe_cli.moe.execution import (
+    HOT_COST,
+    MASKED_COST,
+    hot_share,
+    sparse_cost,
+    sparse_may_pay,
+)
 from emoe_cli.moe.layer import DenseFFN
 from emoe_cli.moe.routers import LearnedRouter
 from tests.conftest import tiny_bert, tiny_llama
@@ -16,17 +22,18 @@ from tests.conftest import tiny_bert, tiny_llama
 D, D_FF, N = 16, 48, 8
 
 
-def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3) -> EMoEFeedForward:
+def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3,
+           d_ff: int = D_FF) -> EMoEFeedForward:
     torch.manual_seed(0)
 
     def maybe(*shape):
         return torch.randn(*shape) if bias else None
 
-    ffn = DenseFFN(w1=torch.randn(D_FF, D), b1=maybe(D_FF), w2=torch.randn(D, D_FF) / 4,
+    ffn = DenseFFN(w1=torch.randn(d_ff, D), b1=maybe(d_ff), w2=torch.randn(D, d_ff) / 4,
                    b2=maybe(D), act=nn.SiLU() if gated else nn.GELU(),
-                   w_up=torch.randn(D_FF, D) if gated else None,
-                   b_up=maybe(D_FF) if gated else None)
-    expert_of_neuron = torch.randperm(D_FF) % N
+                   w_up=torch.randn(d_ff, D) if gated else None,
+                   b_up=maybe(d_ff) if gated else None)
+    expert_of_neuron = torch.randperm(d_ff) % N
     router = LearnedRouter(N, D) if weighted else None
     return EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution="masked")
 
@@ -124,20 +131,38 @@ def _shares(*shares: float, n: int = 64) -> torch.Tensor:
     return torch.cat([torch.tensor(shares), torch.zeros(n - len(shares))])
 
 
-def test_auto_picks_sparse_when_the_estimated_cost_beats_masking():
-    cpu = torch.device("cpu")
-    uniform_16 = torch.full((64,), 4096 * 16 / 64)
-    assert choose_execution(uniform_16, 4096, 48, cpu, training=True) == "sparse"  # BERT-base
-    assert choose_execution(uniform_16, 4096, 48, cpu, training=False) == "sparse"
-    every = torch.full((64,), 4096.0)  # k = N: every expert hot, sparse is masking plus copies
-    assert choose_execution(every, 4096, 48, cpu, training=False) == "masked"
-    assert choose_execution(torch.ones(64) * 0.25, 1, 48, cpu, training=False) == "masked"
-    assert choose_execution(uniform_16, 4096, 48, torch.device("meta"), True) == "masked"
+def test_auto_weighs_the_sparse_path_only_on_cpu_with_a_few_pairs_per_expert():
+    chosen = torch.randint(0, 64, (4096, 16), generator=torch.Generator().manual_seed(13))
+    assert sparse_may_pay(chosen, 64)
+    assert not sparse_may_pay(chosen[:1], 64)  # 16 pairs for 64 experts
+    assert not sparse_may_pay(chosen.to("meta"), 64)
+
+
+def test_modelled_cost_beats_masking_where_sparse_should_run():
+    uniform_16 = torch.full((64,), 16 / 64)  # BERT-base experts, k/N = 16/64
+    assert sparse_cost(uniform_16, 48, training=True) < MASKED_COST
+    assert sparse_cost(uniform_16, 48, training=False) < MASKED_COST
+    # k = N: every expert hot, the sparse path is masking plus copies.
+    assert sparse_cost(torch.ones(64), 48, training=False) >= MASKED_COST
     # A few hot experts and many idle ones: cheap, whatever k/N is.
-    assert choose_execution(_shares(*[0.9] * 20) * 4096, 4096, 24, cpu, training=False) == "sparse"
+    assert sparse_cost(_shares(*[0.9] * 20), 24, training=False) < MASKED_COST
     # Every expert just below the hot share, gathered: dearer than masking for thin experts.
     below = hot_share(24, training=False) * 0.99
-    assert choose_execution(_shares(*[below] * 64) * 4096, 4096, 24, cpu, False) == "masked"
+    assert sparse_cost(_shares(*[below] * 64), 24, training=False) >= MASKED_COST
+
+
+def test_auto_plans_the_sparse_path_only_where_it_pays():
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=2, d_ff=N * 48)
+    layer.execution = "auto"
+    few = torch.randn(2, D, generator=torch.Generator().manual_seed(14))
+    assert layer.plan_sparse(*layer.route(few)) is None  # 4 pairs for 8 experts
+    many = torch.randn(400, D, generator=torch.Generator().manual_seed(15))
+    chosen, weights = layer.route(many)
+    assert sum(layer.plan_sparse(chosen, weights).counts) > 0
+    every = torch.arange(N).repeat(400, 1)
+    assert layer.plan_sparse(every, torch.ones(400, N)) is None  # all hot: masking wins
+    layer.execution = "masked"
+    assert layer.plan_sparse(chosen, weights) is None
 
 
 def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
@@ -150,13 +175,15 @@ def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
     assert sparse_cost(_shares(1.0, 0.9), size, training=False) == pytest.approx(2 * HOT_COST / 64)
 
 
-def test_hot_experts_come_last_and_are_left_out_of_the_gathered_spans():
+def test_hot_experts_are_left_out_of_the_gathered_spans():
     chosen = torch.tensor([[0, 2], [0, 1], [0, 2], [1, 0]])  # expert 0 in every token
     dispatch = group_by_expert(chosen, torch.ones(4, 2), 3, hot_share=0.5)
-    assert dispatch.hot == [0] and dispatch.counts == [4, 2, 2]
+    assert dispatch.hot == [0] and dispatch.counts == [0, 2, 2]
     assert dispatch.gathered == 4
     assert list(dispatch.spans()) == [(1, 0, 2), (2, 2, 4)]
-    assert dispatch.token.tolist() == [1, 3, 0, 2, 0, 1, 2, 3]
+    assert dispatch.token.tolist() == [1, 3, 0, 2]
+    assert [(b.tokens, b.experts) for b in dispatch.blocks] == [(None, [0])]
+    assert dispatch.gates.tolist() == [[1, 0, 1], [1, 1, 0], [1, 0, 1], [1, 1, 0]]
     assert group_by_expert(chosen, torch.ones(4, 2), 3).hot == []  # default: none hot
 
 
