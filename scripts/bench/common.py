@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -37,12 +38,12 @@ def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
         for _ in range(warmup):
             job()
     times: dict[str, list[float]] = {name: [] for name in jobs}
-    names = list(jobs)
-    for round_ in range(rounds):
-        # Each round starts one job later: no job always runs right after the same other one
-        # (the one before leaves the caches and the allocator in its own state).
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
+    # A fresh, seeded shuffle each round: no job always runs right after the same other one
+    # (the one before leaves the caches and the allocator in its own state). Rotating one
+    # fixed order would not do: every job would keep its neighbour.
+    order = random.Random(0)
+    for _ in range(rounds):
+        for name in order.sample(list(jobs), len(jobs)):
             started = time.perf_counter()
             jobs[name]()
             times[name].append(time.perf_counter() - started)
