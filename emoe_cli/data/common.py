@@ -22,6 +22,7 @@ from emoe_cli.errors import DataError, UserError
 log = logging.getLogger("emoe")
 
 CANONICAL = ("text_a", "text_b", "label")
+LabelParser = Callable[[Any], "int | float | None"]  # None: drop the row; ValueError: malformed
 
 
 def open_fraction(value, key: str) -> float:
@@ -30,7 +31,6 @@ def open_fraction(value, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise UserError(f"{key}={value!r} is invalid; valid: a number in (0, 1)")
     return float(value)
-LabelParser = Callable[[Any], "int | float | None"]  # None: drop the row; ValueError: malformed
 
 
 class Columns(NamedTuple):
