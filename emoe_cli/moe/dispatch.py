@@ -27,7 +27,6 @@ pass. The masked blocks are ordinary autograd, as the masked path is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -50,7 +49,8 @@ class HotBlock:
 class Dispatch:
     """The gathered (token, expert) pairs sorted by expert, and the masked blocks.
 
-    Each gathered expert's pairs are a slice (`spans`). When any expert is hot, `blocks`
+    Each gathered expert's pairs are consecutive, in expert order (`gathered_experts` gives
+    the experts and their pair counts). When any expert is hot, `blocks`
     has one entry per token group (a group without hot experts has an empty list) and
     `gates` holds every token's route weights, from which the blocks take their masks.
     """
@@ -79,13 +79,6 @@ class Dispatch:
         experts = [e for e, count in enumerate(self.counts) if count]
         return experts, [self.counts[e] for e in experts]
 
-    def spans(self) -> Iterator[tuple[int, int, int]]:
-        """(expert, first pair, end pair) for every gathered expert that received tokens."""
-        start = 0
-        for expert, count in zip(*self.gathered_experts):
-            yield expert, start, start + count
-            start += count
-
 
 def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
                     hot_share: float = 1.0, split: TokenSplit | None = None) -> Dispatch:
@@ -101,8 +94,9 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
     is_hot = split.counts > hot_share * split.sizes.unsqueeze(-1)  # [groups, experts]
     expert = chosen.reshape(-1)
     weight = weights.reshape(-1)
+    any_hot = bool(is_hot.any())
     gather = weight != 0  # dropped pairs (e.g. over an expert's capacity) cost nothing
-    if bool(is_hot.any()):
+    if any_hot:
         group = split.label().repeat_interleave(k) if len(split.groups) > 1 else 0
         gather &= ~is_hot[group, expert]
     if bool(gather.all()):  # pair p is (token p // k, its choice p % k)
@@ -113,7 +107,7 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
     counts = torch.bincount(expert[pair], minlength=num_experts).tolist()
     unit = not weight.requires_grad and bool((weight[pair] == 1).all())
     dispatch = Dispatch(pair // k, weight[pair], counts, unit)
-    if bool(is_hot.any()):
+    if any_hot:
         several = len(split.groups) > 1
         dispatch.blocks = [HotBlock(group if several else None, row.nonzero().flatten().tolist())
                            for group, row in zip(split.groups, is_hot)]

@@ -101,10 +101,9 @@ def split_tokens(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
         if len(next_groups) == len(groups):
             break
         groups, counts = next_groups, next_counts
-    counts = torch.stack(counts)
-    sizes = torch.tensor([float(len(group)) for group in groups], device=counts.device)
-    cost = (float(cost_of(counts, sizes).sum()) + overhead) / max(tokens, 1)
-    return TokenSplit(groups, counts, cost)
+    split = TokenSplit(groups, torch.stack(counts))
+    split.cost = (float(cost_of(split.counts, split.sizes).sum()) + overhead) / max(tokens, 1)
+    return split
 
 
 def _routed(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int) -> torch.Tensor:

@@ -175,12 +175,12 @@ def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
     assert sparse_cost(_shares(1.0, 0.9), size, training=False) == pytest.approx(2 * HOT_COST / 64)
 
 
-def test_hot_experts_are_left_out_of_the_gathered_spans():
+def test_hot_experts_are_left_out_of_the_gathered_pairs():
     chosen = torch.tensor([[0, 2], [0, 1], [0, 2], [1, 0]])  # expert 0 in every token
     dispatch = group_by_expert(chosen, torch.ones(4, 2), 3, hot_share=0.5)
     assert dispatch.hot == [0] and dispatch.counts == [0, 2, 2]
     assert dispatch.gathered == 4
-    assert list(dispatch.spans()) == [(1, 0, 2), (2, 2, 4)]
+    assert dispatch.gathered_experts == ([1, 2], [2, 2])  # pairs 0-1 and 2-3
     assert dispatch.token.tolist() == [1, 3, 0, 2]
     assert [(b.tokens, b.experts) for b in dispatch.blocks] == [(None, [0])]
     assert dispatch.gates.tolist() == [[1, 0, 1], [1, 1, 0], [1, 0, 1], [1, 1, 0]]
