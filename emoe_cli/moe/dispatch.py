@@ -293,15 +293,25 @@ class _SparseExperts(torch.autograd.Function):
         busiest = max(sizes, default=0)
         gather, sums = _Gather(x, busiest), _StagedIndexAdd(out, token, x.dtype, busiest)
         with torch.autocast(x.device.type, enabled=False):
-            for e, tokens, p, u, wt in zip(experts, token.split(sizes), _split(pre, sizes),
-                                           _split(up, sizes), weight.split(sizes)):
+            # Two passes, each a tight loop over the experts: every first-layer product (its
+            # gathered rows still in cache), one activation over all pairs, then every
+            # second-layer product. Interleaving them per expert measured 15 % slower: the
+            # second products' wide outputs evict the gathered rows and the input.
+            for e, tokens, p, u in zip(experts, token.split(sizes), _split(pre, sizes),
+                                       _split(up, sizes)):
                 xe = gather(tokens)
-                h = act(_linear_into(p, xe, w1_of[e], b1_of[e]))
+                _linear_into(p, xe, w1_of[e], b1_of[e])
                 if u is not None:
-                    h = h * _linear_into(u, xe, up_of[e], b_up_of[e])
-                if not dispatch.unit:
-                    h = h * wt[:, None]
-                torch.mm(h, w2_of[e].t(), out=sums.slot(tokens.shape[0]))
+                    _linear_into(u, xe, up_of[e], b_up_of[e])
+            h = act(pre)
+            if h is pre:  # an identity activation: `pre` is saved for the backward pass
+                h = h.clone()
+            if up is not None:
+                h = h.mul_(up)
+            if not dispatch.unit:
+                h = h.mul_(weight[:, None])
+            for e, he in zip(experts, _split(h, sizes)):
+                torch.mm(he, w2_of[e].t(), out=sums.slot(he.shape[0]))
             sums.flush()
         ctx.act, ctx.dispatch = act, dispatch
         ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
