@@ -141,22 +141,28 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
 def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2):
     """Every token's output from its group's hot experts (the masked path restricted to
     them), plus `b2`; in token order."""
-    outputs = [_masked_block(x, block, dispatch.gates, act, w1, b1, w2, w_up, b_up, b2)
-               for block in dispatch.blocks]
+    gates = dispatch.gates
+    if dispatch.restore is not None:  # one copy into group order, then each group is a slice
+        order = torch.cat([block.tokens for block in dispatch.blocks])
+        x, gates = x.index_select(0, order), gates.index_select(0, order)
+    outputs, start = [], 0
+    for block in dispatch.blocks:
+        end = start + (x.shape[0] if block.tokens is None else block.tokens.shape[0])
+        outputs.append(_masked_block(x[start:end], gates[start:end], block.experts, act, w1,
+                                     b1, w2, w_up, b_up, b2))
+        start = end
     if dispatch.restore is None:
         return outputs[0]
     return torch.cat(outputs).index_select(0, dispatch.restore)
 
 
-def _masked_block(x, block, gates, act, w1, b1, w2, w_up, b_up, b2):
-    """One group's hot experts over the group's tokens, the pairs not chosen zeroed."""
-    if block.tokens is not None:
-        x, gates = x.index_select(0, block.tokens), gates.index_select(0, block.tokens)
-    if not block.experts:
+def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2):
+    """One group's `experts` over the group's tokens (`x`, `gates`), pairs not chosen zeroed."""
+    if not experts:
         return (x.new_zeros(x.shape[0], w2.shape[0]) if b2 is None
                 else b2.expand(x.shape[0], -1))
     size = w1.shape[0] // gates.shape[1]
-    hot = torch.tensor(block.experts, device=x.device)
+    hot = torch.tensor(experts, device=x.device)
     rows = (hot[:, None] * size + torch.arange(size, device=x.device)).reshape(-1)
     h = act(F.linear(x, w1.index_select(0, rows), _pick(b1, rows)))
     if w_up is not None:
