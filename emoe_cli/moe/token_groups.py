@@ -16,13 +16,14 @@ by the best candidate only when the saving beats `SPLIT_COST` (moving the group'
 one more masked product), and never into parts smaller than `MIN_GROUP_TOKENS` (their
 products would be too small to run at full speed).
 
-Measured at BERT-base shapes (real MiniLM weights and routing, 4096 tokens, 15 interleaved
-rounds in one process, against the same code without splitting): 16/64 forward 1.99x ->
-2.11-2.13x the dense FFN's speed, forward+backward 2.23x -> 2.31-2.33x; 32/64 forward
-1.22x -> 1.23-1.24x, forward+backward 1.33x -> 1.36-1.38x. MiniLM's 24-wide experts gain
-nothing measurable. The model promises more (it assumes a gathered pair costs the same
-however few pairs an expert has), so `auto` chooses between masking and the sparse path on
-the whole batch's cost, not on the split's.
+Measured when the split was added, before the gathered experts ran in two passes (BERT-base
+shapes, real MiniLM weights and routing, 4096 tokens, 15 interleaved rounds in one process,
+against the same code without splitting): 16/64 forward 1.99x -> 2.11-2.13x the dense
+FFN's speed, forward+backward 2.23x -> 2.31-2.33x; 32/64 forward 1.22x -> 1.23-1.24x,
+forward+backward 1.33x -> 1.36-1.38x. MiniLM's 24-wide experts gained nothing measurable.
+The model promises more (it assumes a gathered pair costs the same however few pairs an
+expert has), so `auto` chooses between masking and the sparse path on the whole batch's
+cost, not on the split's.
 """
 
 from __future__ import annotations
