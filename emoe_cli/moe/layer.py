@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,16 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+def _out_of_place(act: nn.Module) -> nn.Module:
+    """`act`, computing into a new tensor: an in-place activation (`inplace=True`, as
+    `nn.ReLU` and `nn.SiLU` offer) would overwrite the pre-activations that the sparse path
+    keeps for its backward pass."""
+    if getattr(act, "inplace", False):
+        act = copy.copy(act)
+        act.inplace = False
+    return act
+
+
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
                       device=weight.device, dtype=weight.dtype)
@@ -100,7 +111,7 @@ class EMoEFeedForward(nn.Module):
         if ffn.w_up is not None:
             self.w_up = _linear(ffn.w_up[order], None if ffn.b_up is None else ffn.b_up[order])
         self.w2 = _linear(ffn.w2[:, order], ffn.b2)
-        self.act = ffn.act
+        self.act = _out_of_place(ffn.act)
         self.dropout = ffn.dropout
         self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
         self.weighted = getattr(self.router, "weighted", False)

@@ -22,15 +22,15 @@ from tests.conftest import tiny_bert, tiny_llama
 D, D_FF, N = 16, 48, 8
 
 
-def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3,
-           d_ff: int = D_FF) -> EMoEFeedForward:
+def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3, d_ff: int = D_FF,
+           act: nn.Module | None = None) -> EMoEFeedForward:
     torch.manual_seed(0)
 
     def maybe(*shape):
         return torch.randn(*shape) if bias else None
 
     ffn = DenseFFN(w1=torch.randn(d_ff, D), b1=maybe(d_ff), w2=torch.randn(D, d_ff) / 4,
-                   b2=maybe(D), act=nn.SiLU() if gated else nn.GELU(),
+                   b2=maybe(D), act=act if act is not None else nn.SiLU() if gated else nn.GELU(),
                    w_up=torch.randn(d_ff, D) if gated else None,
                    b_up=maybe(d_ff) if gated else None)
     expert_of_neuron = torch.randperm(d_ff) % N
@@ -66,6 +66,19 @@ def _assert_same(masked: EMoEFeedForward, x: torch.Tensor, rel: float = 1e-4,
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
 def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted):
     layer = _layer(gated, bias, weighted)
+    _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
+
+
+@pytest.mark.parametrize("act", [nn.Identity(), nn.ReLU(inplace=True)],
+                         ids=["identity", "relu-inplace"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
+def test_activations_that_return_or_overwrite_their_input_keep_the_backward_exact(
+        act, weighted, monkeypatch):
+    """The gathered experts keep their pre-activations for the backward pass and scale the
+    activations in place: neither an activation that returns its input nor one that
+    overwrites it (`inplace=True`) may change them."""
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
+    layer = _layer(gated=False, bias=True, weighted=weighted, act=act)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
 
 
