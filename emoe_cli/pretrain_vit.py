@@ -56,6 +56,7 @@ def random_shift(pixels: torch.Tensor, generator: torch.Generator, most: int = 2
 
 
 @torch.no_grad()
+@torch.no_grad()
 def accuracy(model, pixels: torch.Tensor, labels: torch.Tensor, encoder: PixelEncoder) -> float:
     model.eval()
     hits = sum(int((model(pixel_values=encoder.normalize(pixels[i:i + 512])).logits
@@ -89,12 +90,12 @@ def pretrain(args) -> dict:
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
+        heldback = accuracy(model, pixels[test], labels[test], encoder)
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}, held-back accuracy "
-              f"{accuracy(model, pixels[test], labels[test], encoder):.4f}, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+              f"{heldback:.4f}, {time.perf_counter() - started:.0f} s", flush=True)
 
     record = {"domain": args.domain, "examples": len(train), "heldback_examples": held,
-              "heldback_accuracy": accuracy(model, pixels[test], labels[test], encoder),
+              "heldback_accuracy": heldback,
               "epochs": args.epochs, "seed": args.seed,
               "seconds": round(time.perf_counter() - started, 1),
               "note": "pre-trained from scratch by emoe-pretrain-vit, not a published model"}
@@ -122,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heads", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "image_size", "patch_size", "hidden", "layers",
+                 "heads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; "
+                         "valid: a whole number of at least 1")
     record = pretrain(args)
     print(f"saved {Path(args.out).expanduser()}: pre-trained on {record['domain']} "
           f"({record['examples']} images), held-back accuracy "

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import transformers
 
+from emoe_cli.pretrain_vit import main as pretrain_main
 from emoe_cli.pretrain_vit import pretrain
 from emoe_cli.train import run
 from tests.conftest import tiny_vit
@@ -106,6 +107,7 @@ def test_pretrained_digits_vit_runs_and_says_what_it_saw(tmp_path, shared_data):
                            hidden=24, layers=3, heads=2, seed=0)
     saved = pretrain(args)
     assert saved["domain"] == "sklearn" and saved["examples"] == 1797 - 179
+    assert 0 < saved["heldback_accuracy"] <= 1  # the last epoch's held-back score
     cfg = compose_config(["model=vit-digits", f"model.name_or_path={folder}", "task=digits",
                           f"data.root={shared_data}", "task.test_env=sklearn", "logger=none",
                           "trainer.epochs=1", "trainer.checkpoint=false",
@@ -118,3 +120,9 @@ def test_pretrained_digits_vit_runs_and_says_what_it_saw(tmp_path, shared_data):
     assert result["config"]["moe"]["num_experts"] == 24 and result["config"]["moe"]["top_k"] == 4
     assert result["backbone_pretraining"]["domain"] == "sklearn"
     assert result["ood_seen_in_pretraining"] is True  # the test held out what it pre-trained on
+
+
+def test_pretraining_refuses_zero_epochs_by_name(capsys):
+    with pytest.raises(SystemExit):
+        pretrain_main(["--epochs", "0"])
+    assert "--epochs=0 is invalid; valid: a whole number of at least 1" in capsys.readouterr().err
