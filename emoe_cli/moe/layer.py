@@ -12,6 +12,7 @@ from emoe_cli.moe.dispatch import Dispatch, group_by_expert, scale_blocks, spars
 from emoe_cli.moe.execution import (
     EXECUTIONS,
     MASKED_COST,
+    fixed_cost,
     hot_share,
     sparse_cost,
     sparse_may_pay,
@@ -182,8 +183,11 @@ class EMoEFeedForward(nn.Module):
             if not sparse_may_pay(chosen, self.num_experts):
                 return None
             # Decided on the whole batch: the modelled saving of a token split is optimistic.
-            shares = torch.bincount(chosen.reshape(-1), minlength=self.num_experts) / len(chosen)
-            if sparse_cost(shares, self.expert_size, training) >= MASKED_COST:
+            counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
+            steps = fixed_cost(int((counts > 0).sum()), len(chosen), self.w1.in_features,
+                               self.w1.out_features, self.w_up is not None)
+            cost = sparse_cost(counts / len(chosen), self.expert_size, training) + steps
+            if cost >= MASKED_COST:
                 return None
         split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training)
         return group_by_expert(chosen, weights, self.num_experts,

@@ -11,6 +11,7 @@ from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
 from emoe_cli.moe.execution import (
     HOT_COST,
     MASKED_COST,
+    fixed_cost,
     hot_share,
     sparse_cost,
     sparse_may_pay,
@@ -164,7 +165,9 @@ def test_modelled_cost_beats_masking_where_sparse_should_run():
     assert sparse_cost(_shares(*[below] * 64), 24, training=False) >= MASKED_COST
 
 
-def test_auto_plans_the_sparse_path_only_where_it_pays():
+def test_auto_plans_the_sparse_path_only_where_it_pays(monkeypatch):
+    # Layers this small never pay for the per-expert steps (next test): leave them out.
+    monkeypatch.setattr("emoe_cli.moe.execution.EXPERT_STEPS_FLOPS", 0.0)
     layer = _layer(gated=False, bias=True, weighted=False, top_k=2, d_ff=N * 48)
     layer.execution = "auto"
     few = torch.randn(2, D, generator=torch.Generator().manual_seed(14))
@@ -176,6 +179,22 @@ def test_auto_plans_the_sparse_path_only_where_it_pays():
     assert layer.plan_sparse(every, torch.ones(400, N)) is None  # all hot: masking wins
     layer.execution = "masked"
     assert layer.plan_sparse(chosen, weights) is None
+
+
+def test_auto_masks_batches_too_small_to_pay_for_the_per_expert_steps():
+    torch.manual_seed(0)
+    d, d_ff, n = 768, 3072, 64  # BERT-base's FFN, N = 64, k = 16
+    ffn = DenseFFN(w1=torch.randn(d_ff, d), b1=torch.randn(d_ff), w2=torch.randn(d, d_ff),
+                   b2=torch.randn(d), act=nn.GELU())
+    layer = EMoEFeedForward(ffn, torch.arange(d_ff) % n, 16)
+    x = torch.randn(4096, d)
+    with torch.no_grad():
+        assert layer.plan_sparse(*layer.route(x)) is not None
+        assert layer.plan_sparse(*layer.route(x[:64])) is None  # 64 tokens: masking wins
+    # The same experts cost the same fixed steps; only the dense work they replace grows.
+    assert fixed_cost(60, 64, d, d_ff, gated=False) == pytest.approx(
+        64 * fixed_cost(60, 4096, d, d_ff, gated=False))
+    assert fixed_cost(60, 64, d, d_ff, gated=True) < fixed_cost(60, 64, d, d_ff, gated=False)
 
 
 def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
