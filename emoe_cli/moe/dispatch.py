@@ -176,9 +176,15 @@ def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tenso
     ([tokens, blocks]); in place when autograd tracks neither (inference), which saves a
     copy of the hidden layer and its page faults."""
     blocks = h.view(h.shape[0], -1, size)
+    scale = scale.unsqueeze(-1)
+    if h.device.type == "cpu" and h.dtype in (torch.bfloat16, torch.float16):
+        # A bf16/fp16 multiply that broadcasts along the last dimension runs a scalar loop
+        # on CPU; spelled out to full width it vectorises (MiniLM's 4096 x 1536 hidden
+        # layer in bf16: 5.0 ms -> 1.2 ms with the copy). fp32 broadcasts fast as it is.
+        scale = scale.expand_as(blocks).contiguous()
     if torch.is_grad_enabled() and (h.requires_grad or scale.requires_grad):
-        return (blocks * scale.unsqueeze(-1)).view_as(h)
-    return blocks.mul_(scale.unsqueeze(-1)).view_as(h)
+        return (blocks * scale).view_as(h)
+    return blocks.mul_(scale).view_as(h)
 
 
 def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
@@ -269,8 +275,12 @@ class _StagedIndexAdd:
 
     def flush(self) -> None:
         if self.used:
-            self.total.index_add_(0, self.token[self.done:self.done + self.used],
-                                  self.stage[:self.used].to(self.total.dtype))
+            rows = self.stage[:self.used]
+            if rows.dtype != self.total.dtype:  # bf16/fp16 products, summed in fp32
+                # Converted into a kept buffer: a fresh one page-faults every time (3 ms
+                # for 8,000 of MiniLM's rows, against 0.3 ms for the conversion itself).
+                rows = _SCRATCH.take("stage_total", self.used, self.total).copy_(rows)
+            self.total.index_add_(0, self.token[self.done:self.done + self.used], rows)
         self.done, self.used = self.done + self.used, 0
 
 
@@ -279,7 +289,7 @@ class _SparseExperts(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base):
-        """Adds the gathered experts to `base` (in place when it is fp32) or to zeros."""
+        """Adds the gathered experts to `base` (in place) or to zeros."""
         num = len(dispatch.counts)
         size = w1.shape[0] // num
         pairs = token.shape[0]
@@ -289,9 +299,8 @@ class _SparseExperts(torch.autograd.Function):
             out = torch.zeros(x.shape[0], w2.shape[0], dtype=torch.float32, device=x.device)
         elif base.dtype == torch.float32:
             out = base
-            ctx.mark_dirty(base)
-        else:  # a bf16/fp16 base: accumulate in fp32, return a new tensor
-            out = base.float()
+        else:  # a bf16/fp16 base: summed in fp32 in a kept buffer, written back once
+            out = _SCRATCH.take("sums", x.shape[0], base, torch.float32).copy_(base)
         experts, sizes = dispatch.gathered_experts
         w1_of, b1_of = _split(w1, size, num), _split(b1, size, num)
         up_of, b_up_of = _split(w_up, size, num), _split(b_up, size, num)
@@ -321,7 +330,12 @@ class _SparseExperts(torch.autograd.Function):
             sums.flush()
         ctx.act, ctx.dispatch = act, dispatch
         ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
-        return out if out is base else out.to(x.dtype)
+        if base is None:
+            return out.to(x.dtype)
+        if out is not base:
+            base.copy_(out)
+        ctx.mark_dirty(base)
+        return base
 
     @staticmethod
     def backward(ctx, grad_out):

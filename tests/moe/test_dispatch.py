@@ -273,13 +273,14 @@ def test_unknown_execution_is_named():
         emoefy(tiny_bert(), num_experts=8, top_k=2, execution="fast")
 
 
-def test_scaling_blocks_in_place_only_when_autograd_tracks_neither_input():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16 scales at full width
+def test_scaling_blocks_in_place_only_when_autograd_tracks_neither_input(dtype):
     """Inference scales the hidden layer in place; a trained router's weights on a frozen
     FFN still get their gradient, and the hidden layer stays untouched then."""
     from emoe_cli.moe.dispatch import scale_blocks
 
-    h = torch.randn(4, 6, generator=torch.Generator().manual_seed(12))
-    scale = torch.randn(4, 3, requires_grad=True)
+    h = torch.randn(4, 6, generator=torch.Generator().manual_seed(12)).to(dtype)
+    scale = torch.randn(4, 3, dtype=dtype, requires_grad=True)
     kept = h.clone()
     scale_blocks(h, scale, 2).sum().backward()
     torch.testing.assert_close(scale.grad, kept.view(4, 3, 2).sum(-1))
