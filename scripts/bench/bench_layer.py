@@ -14,7 +14,11 @@ gradients. Times are medians of interleaved rounds, so ratios come from one run.
 notes say how skewed the routing is and which path `auto` takes (it decides per call from
 the routed counts, separately for inference and training).
 
-    python scripts/bench/bench_layer.py [--rounds 5] [--top-k 16 32] [--bf16-tokens 256]
+    python scripts/bench/bench_layer.py [--rounds 5] [--top-k 16 32] [--precision fp32 bf16]
+        [--tokens 4096] [--token-counts 64 256 1024]
+
+`--precision bf16` runs every path under bf16 autocast, against the dense FFN under the
+same autocast.
 
 OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set): on a machine with
 more busy processes than cores, spinning threads steal the cores their peers need, which
@@ -39,6 +43,8 @@ from emoe_cli.models import resolve_weights
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.convert import split_neurons
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def ffn_inputs(model: nn.Module, batch: dict) -> list[torch.Tensor]:
@@ -109,10 +115,9 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
         for path in ("sparse", "auto"):
             check_equal(layers["masked"], layers[path], x)
         grad = torch.randn(x.shape[0], ffn.w2.shape[0], generator=torch.Generator().manual_seed(0))
-        fwd, train = jobs_for(layers, x, grad, dtype)
-        times = interleaved_medians({**fwd, **train}, args.rounds)
-        notes = {"sparse": routing_notes(layers["sparse"], x),
-                 "auto": auto_notes(layers["auto"], x)}
+        times = timed(*jobs_for(layers, x, grad, dtype), args.rounds)
+        notes = {"sparse": routing_notes(layers["sparse"], x, dtype),
+                 "auto": auto_notes(layers["auto"], x, dtype)}
         for path in layers:
             f, t = times[f"{path} fwd"], times[f"{path} fwd+bwd"]
             print(f"{top_k}/{args.num_experts:<5}{path:<9}{1000 * f:>9.1f}{1000 * t:>12.1f}"
@@ -120,28 +125,60 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
                   f"   {notes.get(path, '')}")
 
 
-def routing_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
+def bench_sizes(name: str, ffn: DenseFFN, x: torch.Tensor, args) -> None:
+    """Masked, sparse and auto on smaller batches (the first tokens of `x`): where the
+    per-expert steps cost more than the sparse path saves, `auto` should mask."""
+    print(f"\n{name}: smaller batches, ms forward / forward+backward")
+    print(f"{'k/N':<8}{'tokens':>7}{'masked':>16}{'sparse':>16}{'auto':>16}   auto ran (fwd, f+b)")
+    for top_k in args.top_k:
+        expert_of_neuron = split_neurons(ffn, args.num_experts, seed=0, split="cluster")
+        layers = {execution: EMoEFeedForward(ffn, expert_of_neuron, top_k,
+                                             execution=execution).train()
+                  for execution in ("masked", "sparse", "auto")}
+        for tokens in args.token_counts:
+            part = x[:tokens]
+            grad = torch.randn(tokens, ffn.w2.shape[0],
+                               generator=torch.Generator().manual_seed(0))
+            times = timed(*jobs_for(layers, part, grad, torch.float32), args.rounds)
+            cells = "".join(f"{1000 * times[f'{path} fwd']:>8.2f} /"
+                            f"{1000 * times[f'{path} fwd+bwd']:>6.1f}" for path in layers)
+            print(f"{top_k}/{args.num_experts:<5}{tokens:>7}{cells}   "
+                  f"{auto_notes(layers['auto'], part)}")
+
+
+def timed(forward: dict, train: dict, rounds: int) -> dict[str, float]:
+    """Medians of the forward jobs interleaved among themselves, then of the training jobs:
+    a forward timed right after another path's backward would pay for the memory that the
+    backward freed (page faults), which inference never does."""
+    return {**interleaved_medians(forward, rounds), **interleaved_medians(train, rounds)}
+
+
+def plans(layer: EMoEFeedForward, x: torch.Tensor, dtype=torch.float32) -> list:
+    """The sparse plan (or None: masking) of `layer` for `x` in inference and in training,
+    routed and costed in `dtype` as the forward pass does."""
+    found = []
+    for training in (False, True):
+        with torch.set_grad_enabled(training), torch.autocast(
+                "cpu", dtype=dtype, enabled=dtype != torch.float32):
+            chosen, weights = layer.route(x)
+            found.append(layer.plan_sparse(chosen, weights.to(dtype)))
+    return found
+
+
+def routing_notes(layer: EMoEFeedForward, x: torch.Tensor, dtype=torch.float32) -> str:
     """How skewed the routing is, and how the sparse path splits it: token groups (each with
     its own masked block) and hot experts (masked in at least one group)."""
-    chosen, weights = layer.route(x)
+    chosen = layer.select_experts(x)
     busiest = torch.bincount(chosen.reshape(-1), minlength=layer.num_experts).max()
-    plans = []
-    for training in (False, True):
-        with torch.set_grad_enabled(training):
-            dispatch = layer.plan_sparse(chosen, weights)
-        plans.append(f"{max(len(dispatch.blocks), 1)} groups, {len(dispatch.hot)} hot")
-    return (f"busiest expert gets {busiest / x.shape[0]:.0%} of tokens; "
-            f"fwd {plans[0]}, f+b {plans[1]}")
+    fwd, train = (f"{max(len(plan.blocks), 1)} groups, {len(plan.hot)} hot"
+                  for plan in plans(layer, x, dtype))
+    return f"busiest expert gets {busiest / x.shape[0]:.0%} of tokens; fwd {fwd}, f+b {train}"
 
 
-def auto_notes(layer: EMoEFeedForward, x: torch.Tensor) -> str:
+def auto_notes(layer: EMoEFeedForward, x: torch.Tensor, dtype=torch.float32) -> str:
     """The path `auto` takes for this input in inference (fwd) and in training (f+b)."""
-    chosen, weights = layer.route(x)
-    paths = []
-    for training in (False, True):
-        with torch.set_grad_enabled(training):
-            paths.append("masked" if layer.plan_sparse(chosen, weights) is None else "sparse")
-    return f"runs {paths[0]} (fwd), {paths[1]} (f+b)"
+    fwd, train = ("masked" if plan is None else "sparse" for plan in plans(layer, x, dtype))
+    return f"runs {fwd} (fwd), {train} (f+b)"
 
 
 def check_equal(masked: nn.Module, other: nn.Module, x: torch.Tensor) -> None:
@@ -159,8 +196,12 @@ def main() -> None:
     parser.add_argument("--num-experts", type=int, default=64)
     parser.add_argument("--top-k", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--layer", type=int, default=3, help="MiniLM layer (0-5)")
-    parser.add_argument("--bf16-tokens", type=int, default=0,
-                        help="also time bf16 autocast on this many tokens (0: skip)")
+    parser.add_argument("--precision", nargs="+", choices=list(DTYPES), default=["fp32"],
+                        help="fp32, or bf16 autocast (as trainer.precision)")
+    parser.add_argument("--tokens", type=int, default=4096,
+                        help="time the first this many tokens of the 32 x 128 batch")
+    parser.add_argument("--token-counts", type=int, nargs="*", default=[],
+                        help="also time masked/sparse/auto on batches of these many tokens")
     args = parser.parse_args()
 
     weights = resolve_weights("sentence-transformers/all-MiniLM-L6-v2")
@@ -181,11 +222,11 @@ def main() -> None:
               "block-diagonal)", side_by_side(ffns[a], ffns[b]),
               torch.cat([inputs[a], inputs[b]], dim=1))]
     torch.manual_seed(0)
-    for name, ffn, x in cases:
-        bench(name, ffn, x, args)
-    if args.bf16_tokens:
+    for precision in args.precision:
         for name, ffn, x in cases:
-            bench(name, ffn, x[:args.bf16_tokens], args, dtype=torch.bfloat16)
+            bench(name, ffn, x[:args.tokens], args, DTYPES[precision])
+    for name, ffn, x in cases if args.token_counts else []:
+        bench_sizes(name, ffn, x, args)
 
 
 if __name__ == "__main__":
