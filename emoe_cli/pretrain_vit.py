@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import transformers
 
+from emoe_cli.allocator import keep_freed_memory
 from emoe_cli.data.digits import DIGIT_READERS, digits_domain
 from emoe_cli.data.pixels import PixelEncoder, encode_once
+from emoe_cli.errors import UserError
 
 DEFAULT_OUT = "~/.cache/emoe/vit-digits"
 
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; "
                          "valid: a whole number of at least 1")
+    try:
+        keep_freed_memory()
+    except UserError as error:
+        parser.error(str(error))
     record = pretrain(args)
     print(f"saved {Path(args.out).expanduser()}: pre-trained on {record['domain']} "
           f"({record['examples']} images), held-back accuracy "

@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from emoe_cli.allocator import keep_freed_memory
 from emoe_cli.config import check_group_choices
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
@@ -59,6 +60,7 @@ def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> floa
     tracker, stop = None, StopRequest()
     exit_code = 0
     try:
+        keep_freed_memory()
         tracker = start_tracker(cfg.logger, record.config,
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],

@@ -20,6 +20,10 @@ the routed counts, separately for inference and training).
 `--precision bf16` runs every path under bf16 autocast, against the dense FFN under the
 same autocast.
 
+The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/allocator.py`);
+`EMOE_MALLOC=system` times glibc's defaults instead, where every large block freed is
+returned to the system and page-faults again when taken (slower and noisier, for every path).
+
 OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set): on a machine with
 more busy processes than cores, spinning threads steal the cores their peers need, which
 slows every small parallel operation (the sparse path's per-expert steps) tens of times.
@@ -36,7 +40,7 @@ import argparse
 
 import torch
 import transformers
-from common import interleaved_medians, make_batch, text_source
+from common import allocator_setup, interleaved_medians, make_batch, text_source
 from torch import nn
 
 from emoe_cli.models import resolve_weights
@@ -203,6 +207,7 @@ def main() -> None:
     parser.add_argument("--token-counts", type=int, nargs="*", default=[],
                         help="also time masked/sparse/auto on batches of these many tokens")
     args = parser.parse_args()
+    allocator = allocator_setup()
 
     weights = resolve_weights("sentence-transformers/all-MiniLM-L6-v2")
     tokenizer = transformers.AutoTokenizer.from_pretrained(weights)
@@ -214,7 +219,7 @@ def main() -> None:
             for f in ffns]
     print(f"Layer benchmark on {text_source()}; {torch.get_num_threads()} threads "
           f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), torch {torch.__version__}; "
-          f"medians of {args.rounds} interleaved rounds; load average "
+          f"medians of {args.rounds} interleaved rounds; {allocator}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
     a, b = args.layer, (args.layer + 1) % len(ffns)
     cases = [(f"MiniLM layer {a} (real weights)", ffns[a], inputs[a]),

@@ -14,7 +14,9 @@ child forked from this big process starts at the parent's size). Batches are rea
 
     python scripts/bench/bench_step.py --model minilm [--steps 6] [--precision bf16] [--memory]
 
-OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set): see bench_layer.py.
+OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set), and the C allocator
+keeps freed memory as `emoe-run` has it (`EMOE_MALLOC=system`: glibc's defaults): see
+bench_layer.py.
 """
 
 # ruff: noqa: E402
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from common import interleaved_medians, make_batch, text_source
+from common import allocator_setup, interleaved_medians, make_batch, text_source
 
 from emoe_cli.models import resolve_weights
 from emoe_cli.moe import attach_router_refresh, emoefy
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocator = allocator_setup()  # in --memory's children too: they measure the same setup
     if args.only:
         return only(args)
 
@@ -134,7 +137,7 @@ def main() -> None:
           f"{text_source()}, {args.precision}, EMoE N={args.num_experts} k={args.top_k} all "
           f"layers; {torch.get_num_threads()} threads (OMP_WAIT_POLICY="
           f"{os.environ['OMP_WAIT_POLICY']}), torch {torch.__version__}, load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; built in "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {allocator}; built in "
           f"{time.perf_counter() - started:.0f}s; medians of {args.steps} interleaved steps")
     times = interleaved_medians({n: step_job(m, batch, args.precision)
                                  for n, m in found.items()}, args.steps)
