@@ -17,19 +17,21 @@ BERT-base-shaped 768x3072 layers, N = 64, k = 16 and 32):
   operations (gather, products, slices, the staged sums) and its share of the call's own
   (plan, casts, buffers) cost about as much as that many floating-point operations of the
   dense FFN, whatever the number of tokens. Against the dense FFN's `2 · d · d_ff`
-  multiply-adds per token (3 with a gate) this is little at 4,096 tokens and decisive at a
-  few hundred: measured in fp32, 64 tokens of the BERT-base-shaped layer at 16/64 took 11
-  ms sparse against 8.6 masked, 256 tokens of MiniLM's 9.0 against 6.7.
+  multiply-adds per token (3 with a gate) this is little at 4,096 tokens of a wide FFN and
+  decisive at a few hundred, or in a narrow one: in fp32, 1,024 tokens of MiniLM's layer at
+  16/64 took 30 ms sparse against 18 masked, 4,096 tokens at 32/64 73 against 67.
 
 The constants depend on how fast the products run against everything else, so there are
-two sets (`costs_for`). `FP32` was fitted in fp32 on a 2-core AVX2 CPU and still picks the
-faster path on an AVX-512 one. `NATIVE_HALF` holds where a CPU multiplies bf16 (or fp16) in
-hardware (AVX512-BF16, AMX): there the products run about 2.5 times faster than fp32 while
-gathering, scattering and the Python loop over experts do not, so a gathered pair and each
-expert's fixed steps weigh more (fitted in bf16 on a 2-core AVX512-BF16 EPYC: MiniLM's
-layer then masks, the BERT-base-shaped one at 16/64 still runs sparse). A CPU without such
-instructions emulates bf16 products several times slower than fp32, which makes everything
-but the products cheap in comparison: the fp32 constants are the cautious choice there.
+two sets (`costs_for`). `FP32`'s pair costs were fitted on a 2-core AVX2 CPU; its fixed
+steps on a 2-core AVX-512 one with the allocator keeping freed memory
+(`emoe_cli/allocator.py`), where the dense FFN no longer pays for page faults. `NATIVE_HALF`
+holds where a CPU multiplies bf16 (or fp16) in hardware (AVX512-BF16, AMX): the products
+run about 2.5 times faster than in fp32 while gathering, scattering and the Python loop
+over experts do not, so a gathered pair and each expert's fixed steps weigh more (fitted in
+bf16 on that AVX512-BF16 CPU: MiniLM's layer masks, the BERT-base-shaped one runs sparse at
+16/64 and masks at 32/64). A CPU without such instructions emulates bf16 products several
+times slower than fp32, which makes everything but the products cheap beside them: the
+fp32 constants are the cautious choice there.
 
 So an expert is gathered when its share of the tokens is below `hot / pair cost` (about
 half the tokens for 48-wide experts in fp32), and `auto` takes the sparse path when the sum
@@ -87,9 +89,9 @@ class Costs:
         return experts * self.expert_steps_flops / max(dense_flops, 1)
 
 
-FP32 = Costs(gather_penalty=(55.0, 42.0), hot=1.1, masked=1.05, expert_steps_flops=8e6)
-NATIVE_HALF = Costs(gather_penalty=(100.0, 80.0), hot=1.1, masked=1.15,
-                    expert_steps_flops=1.2e8)
+FP32 = Costs(gather_penalty=(55.0, 42.0), hot=1.1, masked=1.05, expert_steps_flops=3.5e7)
+NATIVE_HALF = Costs(gather_penalty=(100.0, 80.0), hot=1.1, masked=1.12,
+                    expert_steps_flops=2e8)
 
 
 def costs_for(dtype: torch.dtype, device: torch.device) -> Costs:

@@ -209,22 +209,28 @@ def test_costs_follow_the_dtype_and_device_the_products_run_in(monkeypatch):
     assert NATIVE_HALF.fixed(64, 4096, 768, 3072, False) > FP32.fixed(64, 4096, 768, 3072, False)
 
 
-@pytest.mark.parametrize("d, plans_sparse", [(384, False), (768, True)],
-                         ids=["minilm-shaped", "bert-base-shaped"])
-def test_auto_in_native_bf16_runs_sparse_only_where_the_layer_is_wide(d, plans_sparse,
-                                                                       monkeypatch):
-    """With hardware bf16 products, 4,096 tokens at 16/64 pay for the sparse path's fixed
-    steps in a BERT-base-sized FFN but not in MiniLM's (measured: bench_layer.py); fp32
-    runs both sparse."""
-    monkeypatch.setattr("emoe_cli.moe.execution._cpu_multiplies_natively", lambda dtype: True)
+def _uniformly_routed(d: int, tokens: int = 4096):
+    """An FFN of width `d` (d_ff = 4d) at N = 64, k = 16, and its routing of random tokens."""
     torch.manual_seed(0)
     ffn = DenseFFN(w1=torch.randn(4 * d, d), b1=torch.randn(4 * d), w2=torch.randn(d, 4 * d),
                    b2=torch.randn(d), act=nn.GELU())
     layer = EMoEFeedForward(ffn, torch.arange(4 * d) % 64, 16)
     with torch.no_grad():
-        chosen, weights = layer.route(torch.randn(4096, d))
-        assert (layer.plan_sparse(chosen, weights.bfloat16()) is not None) == plans_sparse
-        assert layer.plan_sparse(chosen, weights) is not None
+        return layer, *layer.route(torch.randn(tokens, d))
+
+
+def test_auto_in_native_bf16_runs_sparse_only_where_the_layer_is_wide(monkeypatch):
+    """With hardware bf16 products, 4,096 tokens at 16/64 pay for the sparse path's fixed
+    steps in a BERT-base-sized FFN but not in MiniLM's (measured: bench_layer.py); the wide
+    one runs sparse in fp32 too."""
+    monkeypatch.setattr("emoe_cli.moe.execution._cpu_multiplies_natively", lambda dtype: True)
+    wide, chosen, weights = _uniformly_routed(768)
+    with torch.no_grad():
+        assert wide.plan_sparse(chosen, weights.bfloat16()) is not None
+        assert wide.plan_sparse(chosen, weights) is not None
+    narrow, chosen, weights = _uniformly_routed(384)
+    with torch.no_grad():
+        assert narrow.plan_sparse(chosen, weights.bfloat16()) is None
 
 
 def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
