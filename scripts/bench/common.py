@@ -33,9 +33,10 @@ def text_source() -> str:
     return f"real SST-2 text ({DATA})" if DATA.exists() else "a fixed dummy text (no SST-2 here)"
 
 
-def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
-                        warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each job, run in turns so a busy machine slows them all alike."""
+def interleaved_times(jobs: dict[str, Callable[[], None]], rounds: int,
+                      warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each job in each round, the jobs run in turns so a busy machine slows them
+    all alike."""
     for job in jobs.values():
         for _ in range(warmup):
             job()
@@ -49,7 +50,14 @@ def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
             started = time.perf_counter()
             jobs[name]()
             times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each job over interleaved rounds (`interleaved_times`)."""
+    return {name: statistics.median(values)
+            for name, values in interleaved_times(jobs, rounds, warmup).items()}
 
 
 def allocator_setup() -> str:
