@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from emoe_cli.moe.dispatch import Dispatch, group_by_expert, scale_blocks, sparse_ffn
-from emoe_cli.moe.execution import EXECUTIONS, costs_for, sparse_may_pay
+from emoe_cli.moe.execution import (
+    EXECUTIONS,
+    MASKED_COST,
+    fixed_cost,
+    hot_share,
+    sparse_cost,
+    sparse_may_pay,
+)
 from emoe_cli.moe.routers import (
     AvgKRouter,
     activation_scores,
@@ -169,25 +176,23 @@ class EMoEFeedForward(nn.Module):
         `moe/token_groups.py`, then pairs by expert), or None when the layer masks: under
         `execution=masked`, with adapter-wrapped weights, or under `auto` when the modelled
         cost (`moe/execution.py`) favours masking. `weights` are in the dtype the layer
-        computes in, which sets the costs."""
+        computes in."""
         if self.execution == "masked" or not self._plain_weights():
             return None
         training = torch.is_grad_enabled()
-        costs = costs_for(weights.dtype, chosen.device)
         if self.execution == "auto":
-            if not sparse_may_pay(chosen, self.num_experts):
+            if not sparse_may_pay(chosen, self.num_experts, weights.dtype):
                 return None
             # Decided on the whole batch: the modelled saving of a token split is optimistic.
             counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
-            steps = costs.fixed(int((counts > 0).sum()), len(chosen), self.w1.in_features,
-                                self.w1.out_features, gated=self.w_up is not None)
-            if costs.sparse(counts / len(chosen), self.expert_size, training) + steps \
-                    >= costs.masked:
+            steps = fixed_cost(int((counts > 0).sum()), len(chosen), self.w1.in_features,
+                               self.w1.out_features, gated=self.w_up is not None)
+            cost = sparse_cost(counts / len(chosen), self.expert_size, training) + steps
+            if cost >= MASKED_COST:
                 return None
-        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training,
-                             costs=costs)
+        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training)
         return group_by_expert(chosen, weights, self.num_experts,
-                               costs.hot_share(self.expert_size, training), split)
+                               hot_share(self.expert_size, training), split)
 
     def _plain_weights(self) -> bool:
         """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emoe_cli.moe.execution import FP32, Costs
+from emoe_cli.moe.execution import expert_costs
 
 MAX_DEPTH = 2  # at most 2 ** MAX_DEPTH groups
 MIN_GROUP_TOKENS = 256
@@ -68,10 +68,8 @@ def one_group(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int) -> 
 
 
 def split_tokens(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
-                 expert_size: int, training: bool, max_depth: int | None = None,
-                 costs: Costs = FP32) -> TokenSplit:
-    """Split the tokens of `route()`'s output ([tokens, k] indices and weights) by routing,
-    as `costs` (`moe/execution.py`) model the sparse path.
+                 expert_size: int, training: bool, max_depth: int | None = None) -> TokenSplit:
+    """Split the tokens of `route()`'s output ([tokens, k] indices and weights) by routing.
 
     Pairs of weight 0 (dropped by a capacity limit) count as not chosen. With
     `max_depth = 0` (default: `MAX_DEPTH`), or when no split pays, there is one group of
@@ -83,7 +81,7 @@ def split_tokens(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
     def cost_of(counts: torch.Tensor, size: torch.Tensor | float) -> torch.Tensor:
         """Modelled time of groups with these pair counts, in tokens through the dense FFN."""
         shares = counts / torch.as_tensor(size).clamp(min=1).unsqueeze(-1)
-        return size * costs.experts(shares, expert_size, training).mean(-1)
+        return size * expert_costs(shares, expert_size, training).mean(-1)
 
     groups = [torch.arange(tokens, device=chosen.device)]
     counts = [routed.sum(0)]

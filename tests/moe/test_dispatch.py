@@ -8,7 +8,14 @@ from torch import nn
 
 from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
 from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import FP32, NATIVE_HALF, Costs, costs_for, sparse_may_pay
+from emoe_cli.moe.execution import (
+    HOT_COST,
+    MASKED_COST,
+    fixed_cost,
+    hot_share,
+    sparse_cost,
+    sparse_may_pay,
+)
 from emoe_cli.moe.layer import DenseFFN
 from emoe_cli.moe.routers import LearnedRouter
 from tests.conftest import tiny_bert, tiny_llama
@@ -30,11 +37,6 @@ def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3, d_ff: int = 
     expert_of_neuron = torch.randperm(d_ff) % N
     router = LearnedRouter(N, D) if weighted else None
     return EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution="masked")
-
-
-def force_hot_share(monkeypatch, share: float) -> None:
-    """Experts chosen by more than `share` of a group's tokens are hot, whatever the costs."""
-    monkeypatch.setattr(Costs, "hot_share", lambda self, size, training: share)
 
 
 def _run(layer: EMoEFeedForward, x: torch.Tensor, grad: torch.Tensor):
@@ -76,7 +78,7 @@ def test_activations_that_return_or_overwrite_their_input_keep_the_backward_exac
     """The gathered experts keep their pre-activations for the backward pass and scale the
     activations in place: neither an activation that returns its input nor one that
     overwrites it (`inplace=True`) may change them."""
-    force_hot_share(monkeypatch, 1.0)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
     layer = _layer(gated=False, bias=True, weighted=weighted, act=act)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
 
@@ -152,20 +154,20 @@ def test_auto_weighs_the_sparse_path_only_on_cpu_with_a_few_pairs_per_expert():
 
 def test_modelled_cost_beats_masking_where_sparse_should_run():
     uniform_16 = torch.full((64,), 16 / 64)  # BERT-base experts, k/N = 16/64
-    assert FP32.sparse(uniform_16, 48, training=True) < FP32.masked
-    assert FP32.sparse(uniform_16, 48, training=False) < FP32.masked
+    assert sparse_cost(uniform_16, 48, training=True) < MASKED_COST
+    assert sparse_cost(uniform_16, 48, training=False) < MASKED_COST
     # k = N: every expert hot, the sparse path is masking plus copies.
-    assert FP32.sparse(torch.ones(64), 48, training=False) >= FP32.masked
+    assert sparse_cost(torch.ones(64), 48, training=False) >= MASKED_COST
     # A few hot experts and many idle ones: cheap, whatever k/N is.
-    assert FP32.sparse(_shares(*[0.9] * 20), 24, training=False) < FP32.masked
+    assert sparse_cost(_shares(*[0.9] * 20), 24, training=False) < MASKED_COST
     # Every expert just below the hot share, gathered: dearer than masking for thin experts.
-    below = FP32.hot_share(24, training=False) * 0.99
-    assert FP32.sparse(_shares(*[below] * 64), 24, training=False) >= FP32.masked
+    below = hot_share(24, training=False) * 0.99
+    assert sparse_cost(_shares(*[below] * 64), 24, training=False) >= MASKED_COST
 
 
 def test_auto_plans_the_sparse_path_only_where_it_pays(monkeypatch):
     # Layers this small never pay for the per-expert steps (next test): leave them out.
-    monkeypatch.setattr(Costs, "fixed", lambda self, *shape, gated: 0.0)
+    monkeypatch.setattr("emoe_cli.moe.execution.EXPERT_STEPS_FLOPS", 0.0)
     layer = _layer(gated=False, bias=True, weighted=False, top_k=2, d_ff=N * 48)
     layer.execution = "auto"
     few = torch.randn(2, D, generator=torch.Generator().manual_seed(14))
@@ -190,58 +192,40 @@ def test_auto_masks_batches_too_small_to_pay_for_the_per_expert_steps():
         assert layer.plan_sparse(*layer.route(x)) is not None
         assert layer.plan_sparse(*layer.route(x[:64])) is None  # 64 tokens: masking wins
     # The same experts cost the same fixed steps; only the dense work they replace grows.
-    assert FP32.fixed(60, 64, d, d_ff, gated=False) == pytest.approx(
-        64 * FP32.fixed(60, 4096, d, d_ff, gated=False))
-    assert FP32.fixed(60, 64, d, d_ff, gated=True) < FP32.fixed(60, 64, d, d_ff, gated=False)
+    assert fixed_cost(60, 64, d, d_ff, gated=False) == pytest.approx(
+        64 * fixed_cost(60, 4096, d, d_ff, gated=False))
+    assert fixed_cost(60, 64, d, d_ff, gated=True) < fixed_cost(60, 64, d, d_ff, gated=False)
 
 
-def test_costs_follow_the_dtype_and_device_the_products_run_in(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr("emoe_cli.moe.execution._cpu_multiplies_natively", lambda dtype: True)
-    assert costs_for(torch.bfloat16, cpu) is NATIVE_HALF
-    assert costs_for(torch.float32, cpu) is FP32
-    assert costs_for(torch.bfloat16, torch.device("meta")) is FP32
-    # Emulated bf16 products are slow: everything else is cheap beside them.
-    monkeypatch.setattr("emoe_cli.moe.execution._cpu_multiplies_natively", lambda dtype: False)
-    assert costs_for(torch.bfloat16, cpu) is FP32
-    # Products in hardware bf16 are fast, the gathering and the per-expert steps are not.
-    assert NATIVE_HALF.hot_share(48, training=False) < FP32.hot_share(48, training=False)
-    assert NATIVE_HALF.fixed(64, 4096, 768, 3072, False) > FP32.fixed(64, 4096, 768, 3072, False)
-
-
-def _uniformly_routed(d: int, tokens: int = 4096):
-    """An FFN of width `d` (d_ff = 4d) at N = 64, k = 16, and its routing of random tokens."""
+def test_auto_masks_where_onednn_runs_the_half_precision_products(monkeypatch):
+    """oneDNN builds a kernel for every new product shape, and the sparse path's change with
+    every batch: under bf16 autocast on such CPUs `auto` masks. Plain bf16 loops (no oneDNN)
+    and fp32 are costed as usual."""
     torch.manual_seed(0)
-    ffn = DenseFFN(w1=torch.randn(4 * d, d), b1=torch.randn(4 * d), w2=torch.randn(d, 4 * d),
+    d, d_ff = 768, 3072  # BERT-base's FFN, N = 64, k = 16: sparse in fp32
+    ffn = DenseFFN(w1=torch.randn(d_ff, d), b1=torch.randn(d_ff), w2=torch.randn(d, d_ff),
                    b2=torch.randn(d), act=nn.GELU())
-    layer = EMoEFeedForward(ffn, torch.arange(4 * d) % 64, 16)
+    layer = EMoEFeedForward(ffn, torch.arange(d_ff) % 64, 16)
     with torch.no_grad():
-        return layer, *layer.route(torch.randn(tokens, d))
-
-
-def test_auto_in_native_bf16_runs_sparse_only_where_the_layer_is_wide(monkeypatch):
-    """With hardware bf16 products, 4,096 tokens at 16/64 pay for the sparse path's fixed
-    steps in a BERT-base-sized FFN but not in MiniLM's (measured: bench_layer.py); the wide
-    one runs sparse in fp32 too."""
-    monkeypatch.setattr("emoe_cli.moe.execution._cpu_multiplies_natively", lambda dtype: True)
-    wide, chosen, weights = _uniformly_routed(768)
-    with torch.no_grad():
-        assert wide.plan_sparse(chosen, weights.bfloat16()) is not None
-        assert wide.plan_sparse(chosen, weights) is not None
-    narrow, chosen, weights = _uniformly_routed(384)
-    with torch.no_grad():
-        assert narrow.plan_sparse(chosen, weights.bfloat16()) is None
+        chosen, weights = layer.route(torch.randn(4096, d))
+    for onednn in (True, False):
+        monkeypatch.setattr("emoe_cli.moe.execution._onednn_runs",
+                            lambda dtype, onednn=onednn: onednn and dtype == torch.bfloat16)
+        with torch.no_grad():
+            assert (layer.plan_sparse(chosen, weights.bfloat16()) is None) == onednn
+            assert layer.plan_sparse(chosen, weights) is not None
+    layer.execution = "sparse"  # asked for, it runs sparse all the same
+    assert layer.plan_sparse(chosen, weights.bfloat16()) is not None
 
 
 def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
     size = 48
-    hot = FP32.hot_share(size, training=False)
-    assert 0.3 < hot < 0.7 and FP32.hot_share(size, training=True) > hot  # training gathers better
-    assert FP32.hot_share(24, training=False) < hot  # thin experts gather worse
-    cold = FP32.sparse(_shares(hot / 2), size, training=False)
-    assert cold == pytest.approx(FP32.hot / 2 / 64)
-    assert FP32.sparse(_shares(1.0, 0.9), size, training=False) == pytest.approx(
-        2 * FP32.hot / 64)
+    hot = hot_share(size, training=False)
+    assert 0.3 < hot < 0.7 and hot_share(size, training=True) > hot  # training gathers better
+    assert hot_share(24, training=False) < hot  # thin experts gather worse
+    cold = sparse_cost(_shares(hot / 2), size, training=False)
+    assert cold == pytest.approx(HOT_COST / 2 / 64)
+    assert sparse_cost(_shares(1.0, 0.9), size, training=False) == pytest.approx(2 * HOT_COST / 64)
 
 
 def test_hot_experts_are_left_out_of_the_gathered_pairs():
@@ -260,7 +244,7 @@ def test_hot_experts_are_left_out_of_the_gathered_pairs():
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
 def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted, monkeypatch):
-    force_hot_share(monkeypatch, share)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(10))
     hot = len(group_by_expert(*layer.route(x), N, hot_share=share).hot)
@@ -275,7 +259,7 @@ def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gate
     """The gathered experts' outputs (and input gradients) are added in batches of experts;
     batching must not change a result, whether each expert is added alone or all at once."""
     monkeypatch.setattr("emoe_cli.moe.dispatch.STAGED_ROWS_PER_TOKEN", stage)
-    force_hot_share(monkeypatch, 1.0)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
     layer = _layer(gated, bias=True, weighted=True)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
 

@@ -5,9 +5,9 @@ import torch
 
 from emoe_cli.moe import token_groups
 from emoe_cli.moe.dispatch import group_by_expert
-from emoe_cli.moe.execution import FP32
+from emoe_cli.moe.execution import HOT_COST, hot_share
 from emoe_cli.moe.token_groups import SPLIT_COST, split_tokens
-from tests.moe.test_dispatch import D, N, _assert_same, _layer, force_hot_share
+from tests.moe.test_dispatch import D, N, _assert_same, _layer
 
 
 def _two_kinds(per_kind: int) -> torch.Tensor:
@@ -23,13 +23,12 @@ def test_two_kinds_of_tokens_are_split_apart_and_each_masks_its_own_experts():
     kinds = [set((chosen[group, 0] // 4).tolist()) for group in split.groups]
     assert sorted(map(sorted, kinds)) == [[0], [1]]
     assert split.counts.sum(1).tolist() == [2400, 2400]
-    # Each half masks its 4 experts for all its tokens: 4 of 8 blocks at FP32.hot,
+    # Each half masks its 4 experts for all its tokens: 4 of 8 blocks at HOT_COST,
     # against every expert half-chosen (gathered or masked, both dear) without the split.
-    assert split.cost == pytest.approx(FP32.hot * 4 / N + SPLIT_COST)
+    assert split.cost == pytest.approx(HOT_COST * 4 / N + SPLIT_COST)
     whole = split_tokens(chosen, torch.ones(chosen.shape), N, 48, training=False, max_depth=0)
     assert len(whole.groups) == 1 and whole.cost > split.cost
-    hot = FP32.hot_share(48, False)
-    dispatch = group_by_expert(chosen, torch.ones(chosen.shape), N, hot, split)
+    dispatch = group_by_expert(chosen, torch.ones(chosen.shape), N, hot_share(48, False), split)
     assert dispatch.gathered == 0
     assert sorted(block.experts for block in dispatch.blocks) == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
@@ -57,7 +56,7 @@ def test_split_groups_give_the_masked_result(gated, weighted, monkeypatch):
     the same output and gradients as the masked path."""
     monkeypatch.setattr(token_groups, "MIN_GROUP_TOKENS", 4)
     monkeypatch.setattr(token_groups, "SPLIT_COST", -1.0)  # split wherever allowed
-    force_hot_share(monkeypatch, 0.4)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 0.4)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(48, D, generator=torch.Generator().manual_seed(16))
     with torch.no_grad():
