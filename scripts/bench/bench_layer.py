@@ -20,7 +20,11 @@ the routed counts, separately for inference and training).
         [--tokens 4096] [--token-counts 64 256 1024]
 
 `--precision bf16` runs every path under bf16 autocast, against the dense FFN under the
-same autocast.
+same autocast. Where oneDNN runs bf16 (AVX-512 CPUs), this benchmark flatters the sparse
+path: one batch through unchanged weights gives the same per-expert product shapes every
+call, so oneDNN reuses the kernels it built for them, which real training and evaluation,
+with new routing every batch, never do (`auto` masks there: see `emoe_cli/moe/execution.py`;
+`bench_step.py --precision bf16` times real steps).
 
 The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/allocator.py`);
 `EMOE_MALLOC=system` times glibc's defaults instead, where every large block freed is
