@@ -6,10 +6,11 @@ a page fault per 4 KiB all over again. A training or evaluation loop allocates t
 sizes step after step, which is the case a caching allocator is made for: asked to serve
 every block from its heap and never to trim it, glibc becomes one. Measured on this
 project's 2-core VM (scripts/bench/bench_step.py, MiniLM, fp32, batch 32 x 128): a dense
-training step took 2,830-2,989 ms with glibc's defaults and 2,476-2,498 ms so, EMoE's
-masked path 3,591-3,654 against 2,672-3,004; peak memory stayed within 4 %. One
-BERT-base-sized FFN forward in bf16 took 108-168 ms with the defaults, depending on which
-blocks glibc had just given back, and 100-112 ms so.
+training step took 2,830-2,989 ms with glibc's defaults and 2,456-2,498 ms so, EMoE's
+masked path 3,591-3,654 against 2,633-3,004; peak memory stayed within 4 %. One
+BERT-base-sized FFN forward (scripts/bench/bench_layer.py) took 304 ms against 214 in
+fp32, and 108-168 ms against 100-112 in bf16, depending on which blocks glibc had just
+given back.
 
 `emoe-run` and `emoe-pretrain-vit` do this at start (the benchmarks too, to time what users
 get). `EMOE_MALLOC=system` keeps glibc's defaults; other C libraries are left alone.
