@@ -139,9 +139,9 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
 
 
 def bench_sizes(name: str, ffn: DenseFFN, x: torch.Tensor, args) -> None:
-    """Masked, sparse and auto on smaller batches (the first tokens of `x`): where the
-    per-expert steps cost more than the sparse path saves, `auto` should mask."""
-    print(f"\n{name}: smaller batches, ms forward / forward+backward")
+    """Masked, sparse and auto on smaller batches (the first tokens of `x`), in fp32: where
+    the per-expert steps cost more than the sparse path saves, `auto` should mask."""
+    print(f"\n{name}: smaller batches, fp32, ms forward / forward+backward")
     print(f"{'k/N':<8}{'tokens':>7}{'masked':>16}{'sparse':>16}{'auto':>16}   auto ran (fwd, f+b)")
     for top_k in args.top_k:
         expert_of_neuron = split_neurons(ffn, args.num_experts, seed=0, split="cluster")
