@@ -33,8 +33,8 @@ own masked block. With every expert hot the sparse path is the masked path plus 
 `auto` also masks where the products run through oneDNN in bf16 or fp16 (on CPUs with
 AVX-512 or ARM's bf16: `trainer.precision=bf16` there). oneDNN builds a kernel for every
 new product shape, about 1.5 ms each, and the sparse path's per-expert products change
-shape with every batch, as routing does: a BERT-base-sized training step in bf16 took 1.22-
-1.26x the dense step's time with sparse layers, 0.98-1.03x masked (the layer benchmark,
+shape with every batch, as routing does: a BERT-base-sized training step in bf16 took 1.16-
+1.26x the dense step's time with sparse layers, 0.95-1.03x masked (the layer benchmark,
 repeating one batch through unchanged weights, reuses its kernels and showed the sparse
 path 1.1-1.3x faster than dense; real steps never do). A CPU without oneDNN's bf16 computes
 bf16 products in plain loops, several times slower than fp32, where gathering is cheap
