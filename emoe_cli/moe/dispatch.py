@@ -141,34 +141,56 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
 def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2):
     """Every token's output from its group's hot experts (the masked path restricted to
     them), plus `b2`; in token order."""
-    gates = dispatch.gates
-    if dispatch.restore is not None:  # one copy into group order, then each group is a slice
-        order = torch.cat([block.tokens for block in dispatch.blocks])
-        x, gates = x.index_select(0, order), gates.index_select(0, order)
+    if dispatch.restore is None:
+        block = dispatch.blocks[0]
+        return _masked_block(x, dispatch.gates, block.experts, act, w1, b1, w2, w_up, b_up, b2)
+    # One copy into group order, each group a slice, one copy back. Without autograd each
+    # group's product is written straight into its slice of the output (no `cat`).
+    order = torch.cat([block.tokens for block in dispatch.blocks])
+    x, gates = x.index_select(0, order), dispatch.gates.index_select(0, order)
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, gates, w1, b1, w2, w_up, b_up, b2))
+    out = None if tracked else x.new_empty(x.shape[0], w2.shape[0])
     outputs, start = [], 0
     for block in dispatch.blocks:
-        end = start + (x.shape[0] if block.tokens is None else block.tokens.shape[0])
+        end = start + block.tokens.shape[0]
         outputs.append(_masked_block(x[start:end], gates[start:end], block.experts, act, w1,
-                                     b1, w2, w_up, b_up, b2))
+                                     b1, w2, w_up, b_up, b2,
+                                     out=None if out is None else out[start:end]))
         start = end
-    if dispatch.restore is None:
-        return outputs[0]
-    return torch.cat(outputs).index_select(0, dispatch.restore)
+    return (torch.cat(outputs) if out is None else out).index_select(0, dispatch.restore)
 
 
-def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2):
-    """One group's `experts` over the group's tokens (`x`, `gates`), pairs not chosen zeroed."""
+def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2, out=None):
+    """One group's `experts` over the group's tokens (`x`, `gates`), pairs not chosen zeroed;
+    into `out` when given."""
     if not experts:
-        return (x.new_zeros(x.shape[0], w2.shape[0]) if b2 is None
-                else b2.expand(x.shape[0], -1))
+        result = (x.new_zeros(x.shape[0], w2.shape[0]) if b2 is None
+                  else b2.expand(x.shape[0], -1))
+        return result if out is None else out.copy_(result)
     size = w1.shape[0] // gates.shape[1]
     hot = torch.tensor(experts, device=x.device)
-    rows = (hot[:, None] * size + torch.arange(size, device=x.device)).reshape(-1)
-    h = act(F.linear(x, w1.index_select(0, rows), _pick(b1, rows)))
+    h = act(F.linear(x, _expert_blocks(w1, hot, size), _expert_blocks(b1, hot, size)))
     if w_up is not None:
-        h = h * F.linear(x, w_up.index_select(0, rows), _pick(b_up, rows))
+        h = h * F.linear(x, _expert_blocks(w_up, hot, size), _expert_blocks(b_up, hot, size))
     h = scale_blocks(h, gates.index_select(1, hot).to(h.dtype), size)
-    return F.linear(h, w2.index_select(1, rows), b2)
+    w2_hot = _expert_blocks(w2, hot, size, dim=1)
+    if out is None:
+        return F.linear(h, w2_hot, b2)
+    return _linear_into(out, h, w2_hot, b2)
+
+
+def _expert_blocks(tensor: torch.Tensor | None, hot: torch.Tensor, size: int,
+                   dim: int = 0) -> torch.Tensor | None:
+    """The `hot` experts' blocks of a weight or bias, side by side along `dim`. Selected as
+    whole blocks (a [.., experts, size, ..] view): at BERT-base shapes a third of the time of
+    selecting W2's columns one by one, forward and backward."""
+    if tensor is None:
+        return None
+    shape = list(tensor.shape)
+    blocks = tensor.view(*shape[:dim], -1, size, *shape[dim + 1:])
+    shape[dim] = -1
+    return blocks.index_select(dim, hot).reshape(shape)
 
 
 def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
@@ -185,10 +207,6 @@ def scale_blocks(h: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tenso
     if torch.is_grad_enabled() and (h.requires_grad or scale.requires_grad):
         return (blocks * scale).view_as(h)
     return blocks.mul_(scale).view_as(h)
-
-
-def _pick(bias: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
-    return None if bias is None else bias.index_select(0, rows)
 
 
 def _split(tensor: torch.Tensor | None, sections: int | list[int], count: int | None = None,
