@@ -81,12 +81,15 @@ class Dispatch:
 
 
 def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: int,
-                    hot_share: float = 1.0, split: TokenSplit | None = None) -> Dispatch:
+                    hot_share: float = 1.0, split: TokenSplit | None = None,
+                    row_multiple: int = 1) -> Dispatch:
     """Sort the pairs of `route()`'s output ([tokens, k] indices and weights) by expert.
 
     Within each group of `split` (default: one group of every token), experts chosen by
     more than `hot_share` of the group's tokens are hot (see the module doc): their pairs
-    there run in the group's masked block, not gathered.
+    there run in the group's masked block, not gathered. With `row_multiple > 1` each
+    gathered expert's pairs are padded up to a multiple of it with pairs of weight 0 (token
+    0), so that its products take one of a few shapes (see `pad_pairs`).
     """
     tokens, k = chosen.shape
     if split is None:
@@ -104,9 +107,13 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
     else:
         pair = gather.nonzero().flatten()
         pair = pair[torch.argsort(expert[pair].int(), stable=True)]
-    counts = torch.bincount(expert[pair], minlength=num_experts).tolist()
-    unit = not weight.requires_grad and bool((weight[pair] == 1).all())
-    dispatch = Dispatch(pair // k, weight[pair], counts, unit)
+    counts = torch.bincount(expert[pair], minlength=num_experts)
+    token, weight = pair // k, weight[pair]
+    unit = not weight.requires_grad and bool((weight == 1).all())
+    if row_multiple > 1:
+        token, weight, counts = pad_pairs(token, weight, counts, row_multiple)
+        unit = False  # the padding pairs' weight 0 must be applied
+    dispatch = Dispatch(token, weight, counts.tolist(), unit)
     if any_hot:
         several = len(split.groups) > 1
         dispatch.blocks = [HotBlock(group if several else None, row.nonzero().flatten().tolist())
@@ -115,6 +122,28 @@ def group_by_expert(chosen: torch.Tensor, weights: torch.Tensor, num_experts: in
         if several:
             dispatch.restore = torch.cat(split.groups).argsort()
     return dispatch
+
+
+def pad_pairs(token: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor,
+              multiple: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Expert-sorted pairs with each expert's count rounded up to a multiple of `multiple`
+    by pairs of token 0 and weight 0 (they add exact zeros, forward and backward).
+
+    Why: where oneDNN computes bf16/fp16 products on CPU it builds a kernel for every new
+    product shape (about 1.5 ms each). The per-expert row counts change with every batch,
+    so without padding nearly every product pays for a new kernel; with it the shapes come
+    from a small set that oneDNN's primitive cache keeps.
+    """
+    padded = (counts + multiple - 1) // multiple * multiple
+    start = torch.cumsum(counts, 0) - counts  # each expert's first pair, unpadded
+    padded_start = torch.cumsum(padded, 0) - padded
+    expert = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    position = torch.arange(token.shape[0], device=token.device) - start[expert] + \
+        padded_start[expert]
+    total = int(padded.sum())
+    token = token.new_zeros(total).index_copy_(0, position, token)
+    weight = weight.new_zeros(total).index_copy(0, position, weight)  # keeps autograd
+    return token, weight, padded
 
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,

@@ -30,13 +30,19 @@ are counted within groups of tokens that route alike (`moe/token_groups.py`), ea
 own masked block. With every expert hot the sparse path is the masked path plus copies, so
 `auto` masks there.
 
-`auto` also masks where the products run through oneDNN in bf16 or fp16 (on CPUs with
-AVX-512 or ARM's bf16: `trainer.precision=bf16` there). oneDNN builds a kernel for every
-new product shape, about 1.5 ms each, and the sparse path's per-expert products change
-shape with every batch, as routing does: a BERT-base-sized training step in bf16 took 1.16-
-1.26x the dense step's time with sparse layers, 0.95-1.03x masked (the layer benchmark,
-repeating one batch through unchanged weights, reuses its kernels and showed the sparse
-path 1.1-1.3x faster than dense; real steps never do). A CPU without oneDNN's bf16 computes
+Where oneDNN runs the products in bf16 or fp16 (CPUs with AVX-512 or ARM's bf16, under
+`trainer.precision=bf16`), two things change. oneDNN builds a kernel for every new product
+shape, about 1.5 ms each, and routing changes each expert's row count with every batch:
+as they come, nearly every per-expert product paid for a new kernel (BERT-base-shaped
+layer, 16/64, a fresh batch each call: 0.81x the dense bf16 FFN's speed forward, 0.67x
+forward+backward). So each expert's pairs are padded to a multiple of `ROW_MULTIPLE` with
+pairs of weight 0 (`dispatch.pad_pairs`) and the tokens stay one group: the shapes come
+from a small set that oneDNN's cache keeps (1.21x and 1.35x; multiples of 32 and 128 gave
+1.18x and 1.15x forward). And there the products run about 2.4 times fp32's speed while
+gathering, scattering and the per-expert steps do not, so their modelled costs are
+`ONEDNN_OVERHEAD` times fp32's: BERT-base's FFN runs sparse at 16/64, MiniLM's masks (its
+sparse path measured 0.67-0.72x dense bf16). CPUs with AMX run bf16 products faster still,
+where the factor is likely higher (not measured). A CPU without oneDNN's bf16 computes
 bf16 products in plain loops, several times slower than fp32, where gathering is cheap
 beside them and the fp32 costs hold. On GPUs the per-expert loop means dozens of kernel
 launches per layer, which the masked path's two large products beat at these sizes, so
@@ -55,43 +61,61 @@ HOT_COST = 1.1
 MASKED_COST = 1.05
 MIN_TOKENS_PER_EXPERT = 4  # fewer (pairs / N): the per-expert overhead beats the saving
 EXPERT_STEPS_FLOPS = 3.5e7  # each expert's fixed cost, in floating-point operations of dense work
+ROW_MULTIPLE = 64  # per-expert pairs padded to this where oneDNN builds kernels per shape
+ONEDNN_OVERHEAD = 2.5  # bf16/fp16 through oneDNN: products ~2.4x fp32's speed, gathering not
 
 
-def pair_cost(expert_size: int, training: bool) -> float:
+def pair_cost(expert_size: int, training: bool, overhead: float = 1.0) -> float:
     """One gathered (token, expert) pair's time relative to one token through a dense block."""
-    return 1 + GATHER_PENALTY[training] / expert_size
+    return 1 + overhead * GATHER_PENALTY[training] / expert_size
 
 
-def hot_share(expert_size: int, training: bool) -> float:
+def hot_share(expert_size: int, training: bool, overhead: float = 1.0) -> float:
     """Experts chosen by more than this share of the tokens run as one masked block."""
-    return HOT_COST / pair_cost(expert_size, training)
+    return HOT_COST / pair_cost(expert_size, training, overhead)
 
 
-def expert_costs(shares: torch.Tensor, expert_size: int, training: bool) -> torch.Tensor:
+def expert_costs(shares: torch.Tensor, expert_size: int, training: bool,
+                 overhead: float = 1.0) -> torch.Tensor:
     """Each expert's time at its cheaper way (gathered or masked), given its share of tokens,
     relative to all tokens through its block of the dense FFN."""
-    return (shares.float() * pair_cost(expert_size, training)).clamp(max=HOT_COST)
+    return (shares.float() * pair_cost(expert_size, training, overhead)).clamp(max=HOT_COST)
 
 
-def sparse_cost(shares: torch.Tensor, expert_size: int, training: bool) -> float:
+def sparse_cost(shares: torch.Tensor, expert_size: int, training: bool,
+                overhead: float = 1.0) -> float:
     """The sparse path's time as a fraction of the dense FFN's, given each expert's share."""
-    return float(expert_costs(shares, expert_size, training).mean())
+    return float(expert_costs(shares, expert_size, training, overhead).mean())
 
 
-def fixed_cost(experts: int, tokens: int, d: int, d_ff: int, gated: bool) -> float:
+def fixed_cost(experts: int, tokens: int, d: int, d_ff: int, gated: bool,
+               overhead: float = 1.0) -> float:
     """The sparse path's per-expert fixed costs for `experts` experts with pairs, as a
     fraction of the dense FFN's time on `tokens` tokens of width `d`."""
     dense_flops = tokens * 2 * d * d_ff * (3 if gated else 2)
-    return experts * EXPERT_STEPS_FLOPS / max(dense_flops, 1)
+    return overhead * experts * EXPERT_STEPS_FLOPS / max(dense_flops, 1)
 
 
-def sparse_may_pay(chosen: torch.Tensor, num_experts: int,
-                   dtype: torch.dtype = torch.float32) -> bool:
-    """Whether `auto` should weigh the sparse path at all for `route()`'s [tokens, k] output
-    with products in `dtype`: only on CPU, not through oneDNN's bf16/fp16 kernels, and only
-    when each expert gets a few pairs on average."""
-    return (chosen.device.type == "cpu" and not _onednn_runs(dtype)
-            and chosen.numel() / num_experts >= MIN_TOKENS_PER_EXPERT)
+def sparse_may_pay(chosen: torch.Tensor, num_experts: int) -> bool:
+    """Whether `auto` should weigh the sparse path at all for `route()`'s [tokens, k] output:
+    only on CPU, and only when each expert gets a few pairs on average."""
+    return chosen.device.type == "cpu" and chosen.numel() / num_experts >= MIN_TOKENS_PER_EXPERT
+
+
+def overhead(dtype: torch.dtype, device: torch.device) -> float:
+    """How much dearer, relative to the dense FFN, the sparse path's gathering and fixed
+    steps are than in fp32: `ONEDNN_OVERHEAD` where oneDNN runs the products, else 1."""
+    return ONEDNN_OVERHEAD if _padded(dtype, device) else 1.0
+
+
+def row_multiple(dtype: torch.dtype, device: torch.device) -> int:
+    """What each gathered expert's pair count is padded to (`dispatch.pad_pairs`): 1 (no
+    padding) unless oneDNN runs the products, which builds a kernel per product shape."""
+    return ROW_MULTIPLE if _padded(dtype, device) else 1
+
+
+def _padded(dtype: torch.dtype, device: torch.device) -> bool:
+    return device.type == "cpu" and _onednn_runs(dtype)
 
 
 @functools.cache

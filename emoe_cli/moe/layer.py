@@ -14,6 +14,8 @@ from emoe_cli.moe.execution import (
     MASKED_COST,
     fixed_cost,
     hot_share,
+    overhead,
+    row_multiple,
     sparse_cost,
     sparse_may_pay,
 )
@@ -180,19 +182,26 @@ class EMoEFeedForward(nn.Module):
         if self.execution == "masked" or not self._plain_weights():
             return None
         training = torch.is_grad_enabled()
+        # Where oneDNN runs the products (bf16/fp16 on CPU) pairs are padded so that their
+        # shapes repeat, and gathering costs more beside its faster products.
+        multiple = row_multiple(weights.dtype, weights.device)
+        dearer = overhead(weights.dtype, weights.device)
         if self.execution == "auto":
-            if not sparse_may_pay(chosen, self.num_experts, weights.dtype):
+            if not sparse_may_pay(chosen, self.num_experts):
                 return None
             # Decided on the whole batch: the modelled saving of a token split is optimistic.
             counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
             steps = fixed_cost(int((counts > 0).sum()), len(chosen), self.w1.in_features,
-                               self.w1.out_features, gated=self.w_up is not None)
-            cost = sparse_cost(counts / len(chosen), self.expert_size, training) + steps
+                               self.w1.out_features, self.w_up is not None, dearer)
+            cost = sparse_cost(counts / len(chosen), self.expert_size, training, dearer) + steps
             if cost >= MASKED_COST:
                 return None
-        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training)
+        # Token groups' sizes change with every batch, each a new product shape: where pairs
+        # are padded, that is a kernel build per group, so one group of every token there.
+        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training,
+                             max_depth=0 if multiple > 1 else None)
         return group_by_expert(chosen, weights, self.num_experts,
-                               hot_share(self.expert_size, training), split)
+                               hot_share(self.expert_size, training, dearer), split, multiple)
 
     def _plain_weights(self) -> bool:
         """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,

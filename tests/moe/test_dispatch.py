@@ -11,6 +11,7 @@ from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
 from emoe_cli.moe.execution import (
     HOT_COST,
     MASKED_COST,
+    ROW_MULTIPLE,
     fixed_cost,
     hot_share,
     sparse_cost,
@@ -78,7 +79,7 @@ def test_activations_that_return_or_overwrite_their_input_keep_the_backward_exac
     """The gathered experts keep their pre-activations for the backward pass and scale the
     activations in place: neither an activation that returns its input nor one that
     overwrites it (`inplace=True`) may change them."""
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated=False, bias=True, weighted=weighted, act=act)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
 
@@ -197,25 +198,70 @@ def test_auto_masks_batches_too_small_to_pay_for_the_per_expert_steps():
     assert fixed_cost(60, 64, d, d_ff, gated=True) < fixed_cost(60, 64, d, d_ff, gated=False)
 
 
-def test_auto_masks_where_onednn_runs_the_half_precision_products(monkeypatch):
-    """oneDNN builds a kernel for every new product shape, and the sparse path's change with
-    every batch: under bf16 autocast on such CPUs `auto` masks. Plain bf16 loops (no oneDNN)
-    and fp32 are costed as usual."""
+def _skewed_routing(tokens: int = 4096, generator_seed: int = 16) -> torch.Tensor:
+    """[tokens, 16] choices among 64 experts as real routing looks: experts 0-3 chosen by
+    every token, the other 12 choices spread over experts 4-63."""
+    g = torch.Generator().manual_seed(generator_seed)
+    rest = torch.rand(tokens, 60, generator=g).argsort(-1)[:, :12] + 4
+    return torch.cat([torch.arange(4).expand(tokens, -1), rest], 1)
+
+
+def _random_layer(d: int, d_ff: int) -> EMoEFeedForward:
     torch.manual_seed(0)
-    d, d_ff = 768, 3072  # BERT-base's FFN, N = 64, k = 16: sparse in fp32
     ffn = DenseFFN(w1=torch.randn(d_ff, d), b1=torch.randn(d_ff), w2=torch.randn(d, d_ff),
                    b2=torch.randn(d), act=nn.GELU())
-    layer = EMoEFeedForward(ffn, torch.arange(d_ff) % 64, 16)
+    return EMoEFeedForward(ffn, torch.arange(d_ff) % 64, 16)
+
+
+def test_where_onednn_runs_half_precision_pairs_are_padded_and_gathering_costs_more(
+        monkeypatch):
+    """oneDNN builds a kernel for every new product shape: under bf16 autocast on such CPUs
+    each expert's pairs are padded to a multiple of `ROW_MULTIPLE` (one token group, whose
+    size would be a new shape too), and `auto` weighs gathering as dearer beside the faster
+    products: BERT-base's FFN still runs sparse, MiniLM's narrower one masks. fp32 (and bf16
+    without oneDNN) is planned as before."""
+    monkeypatch.setattr("emoe_cli.moe.execution._onednn_runs",
+                        lambda dtype: dtype == torch.bfloat16)
+    chosen = _skewed_routing()
+    ones = torch.ones(chosen.shape)
+    bert, minilm = _random_layer(768, 3072), _random_layer(384, 1536)
     with torch.no_grad():
-        chosen, weights = layer.route(torch.randn(4096, d))
-    for onednn in (True, False):
-        monkeypatch.setattr("emoe_cli.moe.execution._onednn_runs",
-                            lambda dtype, onednn=onednn: onednn and dtype == torch.bfloat16)
-        with torch.no_grad():
-            assert (layer.plan_sparse(chosen, weights.bfloat16()) is None) == onednn
-            assert layer.plan_sparse(chosen, weights) is not None
-    layer.execution = "sparse"  # asked for, it runs sparse all the same
-    assert layer.plan_sparse(chosen, weights.bfloat16()) is not None
+        for layer in (bert, minilm):
+            fp32 = layer.plan_sparse(chosen, ones)
+            assert fp32 is not None and any(c % ROW_MULTIPLE for c in fp32.counts)
+        half = bert.plan_sparse(chosen, ones.bfloat16())
+        assert half is not None and half.hot == [0, 1, 2, 3] and half.restore is None
+        assert all(c % ROW_MULTIPLE == 0 for c in half.counts)
+        assert minilm.plan_sparse(chosen, ones.bfloat16()) is None
+        minilm.execution = "sparse"  # asked for, it runs sparse all the same
+        assert minilm.plan_sparse(chosen, ones.bfloat16()) is not None
+
+
+def test_padding_pairs_adds_pairs_of_token_0_and_weight_0_after_each_expert():
+    chosen = torch.tensor([[0, 2], [2, 0], [0, 2]])
+    weights = torch.tensor([[0.5, 0.25], [0.125, 1.0], [2.0, 4.0]])
+    dispatch = group_by_expert(chosen, weights, 3, row_multiple=4)
+    assert dispatch.counts == [4, 0, 4] and not dispatch.unit
+    assert dispatch.token.tolist() == [0, 1, 2, 0, 0, 1, 2, 0]
+    assert dispatch.weight.tolist() == [0.5, 1.0, 2.0, 0, 0.25, 0.125, 4.0, 0]
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
+@pytest.mark.parametrize("share", [0.3, 1.0], ids=["some-hot", "none-hot"])
+def test_padded_pairs_give_the_masked_result(gated, weighted, share, monkeypatch):
+    """Padding (forced here in fp32) adds pairs of weight 0: nothing changes, forward or
+    backward, the router's gradient included."""
+    monkeypatch.setattr("emoe_cli.moe.layer.row_multiple", lambda dtype, device: 8)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0:
+                        share)
+    layer = _layer(gated, bias=True, weighted=weighted)
+    x = torch.randn(40, D, generator=torch.Generator().manual_seed(17))
+    layer.execution = "sparse"
+    counts = layer.plan_sparse(*layer.route(x)).counts
+    assert all(c % 8 == 0 for c in counts) and sum(counts) > 0
+    layer.execution = "masked"
+    _assert_same(layer, x)
 
 
 def test_sparse_cost_takes_each_expert_at_its_cheaper_way():
@@ -244,7 +290,7 @@ def test_hot_experts_are_left_out_of_the_gathered_pairs():
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
 def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted, monkeypatch):
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: share)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(10))
     hot = len(group_by_expert(*layer.route(x), N, hot_share=share).hot)
@@ -259,7 +305,7 @@ def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gate
     """The gathered experts' outputs (and input gradients) are added in batches of experts;
     batching must not change a result, whether each expert is added alone or all at once."""
     monkeypatch.setattr("emoe_cli.moe.dispatch.STAGED_ROWS_PER_TOKEN", stage)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training: 1.0)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated, bias=True, weighted=True)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
 
