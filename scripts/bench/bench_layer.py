@@ -1,8 +1,12 @@
 """One FFN layer: the dense FFN vs EMoE masked, sparse and auto, forward and forward+backward.
 
-Inputs are the real hidden states that reach the FFN when a batch of real SST-2 text
-(32 x 128 = 4096 tokens) runs through all-MiniLM-L6-v2, so routing is as skewed as it is in
-practice. Two layers are measured:
+Inputs are the real hidden states that reach the FFN when real SST-2 text (128 x 128 =
+16,384 tokens) runs through all-MiniLM-L6-v2, so routing is as skewed as it is in practice.
+Every call takes a fresh batch of `--tokens` (4,096) of them, drawn at random, the same
+sequence of batches for every path: per-expert token counts change from call to call, as in
+real training and evaluation (where oneDNN runs bf16 products, a benchmark that repeats one
+batch reuses the kernels oneDNN built for the first call's shapes, which real runs never do).
+Two layers are measured:
 
 * MiniLM layer `--layer` (real weights, 384 x 1536);
 * a BERT-base-shaped layer (768 x 3072) made of two real MiniLM FFNs side by side
@@ -20,11 +24,8 @@ the routed counts, separately for inference and training).
         [--tokens 4096] [--token-counts 64 256 1024]
 
 `--precision bf16` runs every path under bf16 autocast, against the dense FFN under the
-same autocast. Where oneDNN runs bf16 (AVX-512 CPUs), this benchmark flatters the sparse
-path: one batch through unchanged weights gives the same per-expert product shapes every
-call, so oneDNN reuses the kernels it built for them, which real training and evaluation,
-with new routing every batch, never do (`auto` masks there: see `emoe_cli/moe/execution.py`;
-`bench_step.py --precision bf16` times real steps).
+same autocast (where oneDNN runs bf16, the sparse path pads each expert's pairs so that its
+product shapes repeat: `emoe_cli/moe/execution.py`).
 
 The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/allocator.py`);
 `EMOE_MALLOC=system` times glibc's defaults instead, where every large block freed is
@@ -43,6 +44,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import argparse
+import itertools
 import statistics
 
 import torch
@@ -90,19 +92,29 @@ class Dense(nn.Module):
         return self.w2(self.act(self.w1(x)))
 
 
-def jobs_for(layers: dict[str, nn.Module], x: torch.Tensor, grad: torch.Tensor, dtype):
-    """A forward job and a forward+backward job per layer."""
+def jobs_for(layers: dict[str, nn.Module], batches: list[torch.Tensor], grad: torch.Tensor,
+             dtype):
+    """A forward job and a forward+backward job per layer. Each job's i-th call takes
+    `batches[i]` (cycling), so every path sees the same sequence of batches."""
     autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
 
+    def next_batch():
+        calls = itertools.cycle(batches)
+        return lambda: next(calls)
+
     def forward(layer):
+        batch = next_batch()
+
         def job():
             with torch.no_grad(), autocast:
-                layer(x)
+                layer(batch())
         return job
 
     def train(layer):
+        batch = next_batch()
+
         def job():
-            xg = x.clone().requires_grad_()
+            xg = batch().clone().requires_grad_()
             with autocast:
                 y = layer(xg)
             y.backward(grad.to(y.dtype))
@@ -113,8 +125,19 @@ def jobs_for(layers: dict[str, nn.Module], x: torch.Tensor, grad: torch.Tensor, 
             {f"{n} fwd+bwd": train(m) for n, m in layers.items()})
 
 
-def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) -> None:
-    print(f"\n{name}: d={ffn.w1.shape[1]}, d_ff={ffn.d_ff}, {x.shape[0]} tokens, {dtype}")
+def fresh_batches(pool: torch.Tensor, tokens: int, count: int) -> list[torch.Tensor]:
+    """`count` batches of `tokens` tokens, each a different random draw from `pool`: real
+    training and evaluation never route the same batch twice (see the module doc)."""
+    generator = torch.Generator().manual_seed(0)
+    return [pool[torch.randperm(pool.shape[0], generator=generator)[:tokens]]
+            for _ in range(count)]
+
+
+def bench(name: str, ffn: DenseFFN, pool: torch.Tensor, args, dtype=torch.float32) -> None:
+    batches = fresh_batches(pool, args.tokens, args.rounds + 1)  # +1: the warm-up call
+    x = batches[0]
+    print(f"\n{name}: d={ffn.w1.shape[1]}, d_ff={ffn.d_ff}, {x.shape[0]} tokens a batch, "
+          f"{dtype}")
     print(f"{'k/N':<8}{'path':<9}{'fwd ms':>9}{'fwd+bwd ms':>12}{'dense/path fwd':>16}"
           f"{'dense/path f+b':>16}{'best rounds':>14}   notes")
     for top_k in args.top_k:
@@ -126,7 +149,7 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
         for path in ("sparse", "auto"):
             check_equal(layers["masked"], layers[path], x)
         grad = torch.randn(x.shape[0], ffn.w2.shape[0], generator=torch.Generator().manual_seed(0))
-        times, best = timed(*jobs_for(layers, x, grad, dtype), args.rounds)
+        times, best = timed(*jobs_for(layers, batches, grad, dtype), args.rounds)
         notes = {"sparse": routing_notes(layers["sparse"], x, dtype),
                  "auto": auto_notes(layers["auto"], x, dtype)}
         for path in layers:
@@ -138,8 +161,8 @@ def bench(name: str, ffn: DenseFFN, x: torch.Tensor, args, dtype=torch.float32) 
                   f"   {notes.get(path, '')}")
 
 
-def bench_sizes(name: str, ffn: DenseFFN, x: torch.Tensor, args) -> None:
-    """Masked, sparse and auto on smaller batches (the first tokens of `x`), in fp32: where
+def bench_sizes(name: str, ffn: DenseFFN, pool: torch.Tensor, args) -> None:
+    """Masked, sparse and auto on smaller batches (drawn from `pool`), in fp32: where
     the per-expert steps cost more than the sparse path saves, `auto` should mask."""
     print(f"\n{name}: smaller batches, fp32, ms forward / forward+backward")
     print(f"{'k/N':<8}{'tokens':>7}{'masked':>16}{'sparse':>16}{'auto':>16}   auto ran (fwd, f+b)")
@@ -149,14 +172,14 @@ def bench_sizes(name: str, ffn: DenseFFN, x: torch.Tensor, args) -> None:
                                              execution=execution).train()
                   for execution in ("masked", "sparse", "auto")}
         for tokens in args.token_counts:
-            part = x[:tokens]
+            batches = fresh_batches(pool, tokens, args.rounds + 1)
             grad = torch.randn(tokens, ffn.w2.shape[0],
                                generator=torch.Generator().manual_seed(0))
-            times, _ = timed(*jobs_for(layers, part, grad, torch.float32), args.rounds)
+            times, _ = timed(*jobs_for(layers, batches, grad, torch.float32), args.rounds)
             cells = "".join(f"{1000 * times[f'{path} fwd']:>8.2f} /"
                             f"{1000 * times[f'{path} fwd+bwd']:>6.1f}" for path in layers)
             print(f"{top_k}/{args.num_experts:<5}{tokens:>7}{cells}   "
-                  f"{auto_notes(layers['auto'], part)}")
+                  f"{auto_notes(layers['auto'], batches[0])}")
 
 
 def timed(forward: dict, train: dict, rounds: int) -> tuple[dict, dict]:
@@ -214,7 +237,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", choices=list(DTYPES), default=["fp32"],
                         help="fp32, or bf16 autocast (as trainer.precision)")
     parser.add_argument("--tokens", type=int, default=4096,
-                        help="time the first this many tokens of the 32 x 128 batch")
+                        help="tokens per batch, each batch drawn afresh from 128 x 128 tokens")
     parser.add_argument("--token-counts", type=int, nargs="*", default=[],
                         help="also time masked/sparse/auto on batches of these many tokens")
     args = parser.parse_args()
@@ -223,7 +246,7 @@ def main() -> None:
     weights = resolve_weights("sentence-transformers/all-MiniLM-L6-v2")
     tokenizer = transformers.AutoTokenizer.from_pretrained(weights)
     model = transformers.AutoModel.from_pretrained(weights).eval()
-    inputs = ffn_inputs(model, make_batch(tokenizer, 32, 128))
+    inputs = ffn_inputs(model, make_batch(tokenizer, 128, 128))
     blocks = adapter_for(model).blocks(model)
     ffns = [adapter_for(model).read(block) for block in blocks]
     ffns = [DenseFFN(f.w1.detach(), f.b1.detach(), f.w2.detach(), f.b2.detach(), f.act)
@@ -240,7 +263,7 @@ def main() -> None:
     torch.manual_seed(0)
     for precision in args.precision:
         for name, ffn, x in cases:
-            bench(name, ffn, x[:args.tokens], args, DTYPES[precision])
+            bench(name, ffn, x, args, DTYPES[precision])
     for name, ffn, x in cases if args.token_counts else []:
         bench_sizes(name, ffn, x, args)
 
