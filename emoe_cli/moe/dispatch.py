@@ -18,6 +18,10 @@ output, `b2` included, is the tensor the gathered experts are then added to in p
 Hotness is decided per group of tokens that route alike (`moe/token_groups.py`): each group
 runs its own masked block, and a gathered expert gathers its pairs from every group at once.
 
+Where oneDNN runs the products (bf16/fp16 on CPUs that have them), each gathered expert's
+pairs are padded with pairs of weight 0 up to a multiple of a few dozen rows (`pad_pairs`):
+oneDNN builds a kernel per product shape, and padded row counts repeat from batch to batch.
+
 A custom autograd function keeps memory near the masked path's: it saves only the gathered
 experts' pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the
 gathered token copies ([pairs, d], k times the input), and re-gathers those in the backward
