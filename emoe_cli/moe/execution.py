@@ -47,7 +47,7 @@ from a small set that oneDNN's cache keeps (1.21x and 1.35x; multiples of 32 and
 1.18x and 1.15x forward). And there the products run about 2.4 times fp32's speed while
 gathering, scattering and the per-expert steps do not, so their modelled costs are
 `ONEDNN_OVERHEAD` times fp32's: BERT-base's FFN runs sparse at 16/64, MiniLM's masks (its
-sparse path measured 0.67-0.72x dense bf16). CPUs with AMX run bf16 products faster still,
+sparse path measured 0.62-0.80x dense bf16). CPUs with AMX run bf16 products faster still,
 where the factor is likely higher (not measured). A CPU without oneDNN's bf16 computes
 bf16 products in plain loops, several times slower than fp32, where gathering is cheap
 beside them and the fp32 costs hold. On GPUs the per-expert loop means dozens of kernel
