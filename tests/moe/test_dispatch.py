@@ -182,12 +182,17 @@ def test_auto_plans_the_sparse_path_only_where_it_pays(monkeypatch):
     assert layer.plan_sparse(chosen, weights) is None
 
 
-def test_auto_masks_batches_too_small_to_pay_for_the_per_expert_steps():
+def _random_layer(d: int, d_ff: int) -> EMoEFeedForward:
+    """A randomly initialised d x d_ff FFN as an EMoE layer, N = 64, k = 16."""
     torch.manual_seed(0)
-    d, d_ff, n = 768, 3072, 64  # BERT-base's FFN, N = 64, k = 16
     ffn = DenseFFN(w1=torch.randn(d_ff, d), b1=torch.randn(d_ff), w2=torch.randn(d, d_ff),
                    b2=torch.randn(d), act=nn.GELU())
-    layer = EMoEFeedForward(ffn, torch.arange(d_ff) % n, 16)
+    return EMoEFeedForward(ffn, torch.arange(d_ff) % 64, 16)
+
+
+def test_auto_masks_batches_too_small_to_pay_for_the_per_expert_steps():
+    d, d_ff = 768, 3072  # BERT-base's FFN, N = 64, k = 16
+    layer = _random_layer(d, d_ff)
     x = torch.randn(4096, d)
     with torch.no_grad():
         assert layer.plan_sparse(*layer.route(x)) is not None
@@ -204,13 +209,6 @@ def _skewed_routing(tokens: int = 4096, generator_seed: int = 16) -> torch.Tenso
     g = torch.Generator().manual_seed(generator_seed)
     rest = torch.rand(tokens, 60, generator=g).argsort(-1)[:, :12] + 4
     return torch.cat([torch.arange(4).expand(tokens, -1), rest], 1)
-
-
-def _random_layer(d: int, d_ff: int) -> EMoEFeedForward:
-    torch.manual_seed(0)
-    ffn = DenseFFN(w1=torch.randn(d_ff, d), b1=torch.randn(d_ff), w2=torch.randn(d, d_ff),
-                   b2=torch.randn(d), act=nn.GELU())
-    return EMoEFeedForward(ffn, torch.arange(d_ff) % 64, 16)
 
 
 def test_where_onednn_runs_half_precision_pairs_are_padded_and_gathering_costs_more(
