@@ -139,11 +139,10 @@ def pad_pairs(token: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor,
     from a small set that oneDNN's primitive cache keeps.
     """
     padded = (counts + multiple - 1) // multiple * multiple
-    start = torch.cumsum(counts, 0) - counts  # each expert's first pair, unpadded
-    padded_start = torch.cumsum(padded, 0) - padded
-    expert = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    position = torch.arange(token.shape[0], device=token.device) - start[expert] + \
-        padded_start[expert]
+    # How far each expert's pairs move: the padding added before them.
+    shift = torch.cumsum(padded - counts, 0) - (padded - counts)
+    position = torch.arange(token.shape[0], device=token.device) + \
+        torch.repeat_interleave(shift, counts)
     total = int(padded.sum())
     token = token.new_zeros(total).index_copy_(0, position, token)
     weight = weight.new_zeros(total).index_copy(0, position, weight)  # keeps autograd
