@@ -30,7 +30,9 @@ pass. The masked blocks are ordinary autograd, as the masked path is.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoe_cli.moe.expert_threads import run_each, runs, thread_count
 from emoe_cli.moe.token_groups import TokenSplit, one_group
 
 
@@ -295,7 +298,7 @@ class _Gather:
         return torch.index_select(self.source, 0, index, out=self.buffer[:index.shape[0]])
 
 
-STAGED_ROWS_PER_TOKEN = 2  # the staging buffer of `_StagedIndexAdd`, in rows per token
+STAGED_ROWS_PER_TOKEN = 2  # the staging buffers of `_StagedIndexAdd`, in rows per token
 
 
 class _StagedIndexAdd:
@@ -306,13 +309,16 @@ class _StagedIndexAdd:
     thread (measured at BERT-base shapes, 16/64: 15 ms per layer call, against 8 ms for the
     same rows added in batches of about 8 experts). So each expert's product is written
     straight into a staging buffer, as the `out=` of its matrix product, and the buffer is
-    added whenever the next expert would not fit. Slots follow the pairs in order.
+    added whenever the next expert would not fit. Slots follow the pairs in order. With
+    several threads (`moe/expert_threads.py`) each has its own buffer, `1 / threads` of
+    the size.
     """
 
     def __init__(self, total: torch.Tensor, token: torch.Tensor, dtype: torch.dtype,
-                 busiest: int) -> None:
+                 busiest: int, threads: int = 1) -> None:
         self.total, self.token = total, token
-        rows = min(token.shape[0], max(busiest, int(STAGED_ROWS_PER_TOKEN * total.shape[0])))
+        rows = min(token.shape[0],
+                   max(busiest, int(STAGED_ROWS_PER_TOKEN * total.shape[0] / threads)))
         self.stage = _SCRATCH.take("stage", rows, total, dtype)
         self.done = self.used = 0  # pairs already added, pairs staged
 
@@ -334,8 +340,50 @@ class _StagedIndexAdd:
         self.done, self.used = self.done + self.used, 0
 
 
+@dataclass
+class _Runs:
+    """The gathered experts cut into one contiguous run per thread (`moe/expert_threads.py`),
+    and where each expert's pairs start."""
+
+    experts: list[int]  # the gathered experts, in order
+    sizes: list[int]  # their pair counts
+    parts: list[range]  # runs of positions in `experts`, one per thread
+    starts: list[int]  # first pair of each position; starts[-1] = all pairs
+
+    @classmethod
+    def of(cls, dispatch: Dispatch, device: torch.device) -> _Runs:
+        experts, sizes = dispatch.gathered_experts
+        return cls(experts, sizes, runs(sizes, thread_count(device)),
+                   [0, *itertools.accumulate(sizes)])
+
+    @property
+    def busiest(self) -> int:
+        return max(self.sizes, default=0)
+
+    def pairs(self, part: range) -> slice:
+        """The pairs of a run."""
+        return slice(self.starts[part.start], self.starts[part.stop])
+
+    def sums(self, total: torch.Tensor, compute: Callable[[int, range, torch.Tensor], None]):
+        """Runs `compute(index, part, sums)` on every run, each on its thread, where `sums`
+        is `total` for the first run and a zeroed fp32 buffer like it for the others; then
+        adds those into `total`, in run order (so threads finishing in another order give
+        the same bits)."""
+        # The calling thread's buffers, one per run: a pool thread may run two runs.
+        sums = [total] + [_SCRATCH.take(f"run_sums_{index}", total.shape[0], total,
+                                        torch.float32) for index in range(1, len(self.parts))]
+
+        def task(index: int, part: range) -> None:
+            compute(index, part, sums[index] if index == 0 else sums[index].zero_())
+
+        run_each(task, self.parts)
+        for other in sums[1:]:
+            total.add_(other)
+
+
 class _SparseExperts(torch.autograd.Function):
-    """Forward and backward of `sparse_ffn`, looping over the experts that have pairs."""
+    """Forward and backward of `sparse_ffn`, looping over the experts that have pairs, one
+    contiguous run of them per thread (`moe/expert_threads.py`)."""
 
     @staticmethod
     def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base):
@@ -351,33 +399,40 @@ class _SparseExperts(torch.autograd.Function):
             out = base
         else:  # a bf16/fp16 base: summed in fp32 in a kept buffer, written back once
             out = _SCRATCH.take("sums", x.shape[0], base, torch.float32).copy_(base)
-        experts, sizes = dispatch.gathered_experts
         w1_of, b1_of = _split(w1, size, num), _split(b1, size, num)
         up_of, b_up_of = _split(w_up, size, num), _split(b_up, size, num)
         w2_of = _split(w2, size, num, dim=1)
-        busiest = max(sizes, default=0)
-        gather, sums = _Gather(x, busiest), _StagedIndexAdd(out, token, x.dtype, busiest)
-        with torch.autocast(x.device.type, enabled=False):
-            # Two passes, each a tight loop over the experts: every first-layer product (its
-            # gathered rows still in cache), one activation over all pairs, then every
-            # second-layer product. Interleaving them per expert measured 15 % slower: the
-            # second products' wide outputs evict the gathered rows and the input.
-            for e, tokens, p, u in zip(experts, token.split(sizes), _split(pre, sizes),
-                                       _split(up, sizes)):
-                xe = gather(tokens)
-                _linear_into(p, xe, w1_of[e], b1_of[e])
-                if u is not None:
-                    _linear_into(u, xe, up_of[e], b_up_of[e])
-            h = act(pre)
-            if h is pre:  # an identity activation: `pre` is saved for the backward pass
+        run = _Runs.of(dispatch, x.device)
+        token_of, pre_of, up_of_pairs = (token.split(run.sizes), _split(pre, run.sizes),
+                                         _split(up, run.sizes))
+
+        def compute(index: int, part: range, sums: torch.Tensor) -> None:
+            # Two passes, each a tight loop over the run's experts: every first-layer product
+            # (its gathered rows still in cache), one activation over the run's pairs, then
+            # every second-layer product. Interleaving them per expert measured 15 % slower:
+            # the second products' wide outputs evict the gathered rows and the input.
+            gather = _Gather(x, run.busiest)
+            for i in part:
+                e = run.experts[i]
+                xe = gather(token_of[i])
+                _linear_into(pre_of[i], xe, w1_of[e], b1_of[e])
+                if up is not None:
+                    _linear_into(up_of_pairs[i], xe, up_of[e], b_up_of[e])
+            pairs = run.pairs(part)
+            h = act(pre[pairs])
+            if h is pre or h._base is pre:  # an identity activation: `pre` is saved
                 h = h.clone()
             if up is not None:
-                h = h.mul_(up)
+                h = h.mul_(up[pairs])
             if not dispatch.unit:
-                h = h.mul_(weight[:, None])
-            for e, he in zip(experts, _split(h, sizes)):
-                torch.mm(he, w2_of[e].t(), out=sums.slot(he.shape[0]))
-            sums.flush()
+                h = h.mul_(weight[pairs, None])
+            staged = _StagedIndexAdd(sums, token[pairs], x.dtype, run.busiest, len(run.parts))
+            for i, he in zip(part, h.split(run.sizes[part.start:part.stop])):
+                torch.mm(he, w2_of[run.experts[i]].t(), out=staged.slot(he.shape[0]))
+            staged.flush()
+
+        with torch.autocast(x.device.type, enabled=False):
+            run.sums(out, compute)
         ctx.act, ctx.dispatch = act, dispatch
         ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
         if base is None:
@@ -394,7 +449,8 @@ class _SparseExperts(torch.autograd.Function):
         dispatch = ctx.dispatch
         num = len(dispatch.counts)
         size = w1.shape[0] // num
-        experts, sizes = dispatch.gathered_experts
+        run = _Runs.of(dispatch, x.device)
+        token_of = token.split(run.sizes)
         grad_in = grad_out
         grad_out = grad_out.to(x.dtype).contiguous()
         with torch.autocast(x.device.type, enabled=False):
@@ -409,51 +465,65 @@ class _SparseExperts(torch.autograd.Function):
             grad_h = torch.empty_like(pre)
             grad_w2 = torch.zeros_like(w2) if needs[7] else None
             w2_of, grad_w2_of = _split(w2, size, num, 1), _split(grad_w2, size, num, 1)
-            gather = _Gather(grad_out, max(sizes, default=0))
-            for e, tokens, gh, wh in zip(experts, token.split(sizes), _split(grad_h, sizes),
-                                         _split(weighted_h, sizes)):
-                ge = gather(tokens)
-                torch.mm(ge, w2_of[e], out=gh)
-                if grad_w2 is not None:
-                    grad_w2_of[e].copy_(ge.t() @ wh)
+            grad_h_of, weighted_h_of = _split(grad_h, run.sizes), _split(weighted_h, run.sizes)
+
+            def output_grads(index: int, part: range) -> None:
+                gather = _Gather(grad_out, run.busiest)
+                for i in part:
+                    e = run.experts[i]
+                    ge = gather(token_of[i])
+                    torch.mm(ge, w2_of[e], out=grad_h_of[i])
+                    if grad_w2 is not None:
+                        torch.mm(ge.t(), weighted_h_of[i], out=grad_w2_of[e])
+
+            run_each(output_grads, run.parts)
             grad_weight = (grad_h * h.detach()).sum(-1) if needs[2] else None
             grads = torch.autograd.grad(h, inputs,
                                         grad_h if dispatch.unit else grad_h * weight[:, None])
             grad_x, grad_w1, grad_b1, grad_up, grad_b_up = _input_grads(
-                x, token, dispatch, size, w1, w_up, grads, needs)
+                x, token, dispatch, run, size, w1, w_up, grads, needs)
         return (grad_x, None, grad_weight, None, None, grad_w1,
                 grad_b1 if needs[6] else None, grad_w2, grad_up,
                 grad_b_up if needs[9] else None, grad_in if needs[10] else None)
 
 
-def _input_grads(x, token, dispatch, size, w1, w_up, grads, needs):
+def _input_grads(x, token, dispatch, run, size, w1, w_up, grads, needs):
     """Gradients of x and of the first-layer weights and biases, expert by expert."""
     num = len(dispatch.counts)
-    experts, sizes = dispatch.gathered_experts
     grad_pre = grads[0]
     grad_upv = grads[1] if len(grads) > 1 else None
-    busiest = max(sizes, default=0)
-    grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device) if needs[0] else None
-    sums = None if grad_x is None else _StagedIndexAdd(grad_x, token, x.dtype, busiest)
     grad_w1 = torch.zeros_like(w1) if needs[5] else None
     grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
     w1_of, up_of = _split(w1, size, num), _split(w_up, size, num)
     grad_w1_of, grad_up_of = _split(grad_w1, size, num), _split(grad_up, size, num)
-    gather = _Gather(x, busiest)
-    for e, tokens, gp, gu in zip(experts, token.split(sizes), _split(grad_pre, sizes),
-                                 _split(grad_upv, sizes)):
-        if grad_w1 is not None or grad_up is not None:
-            xe = gather(tokens)
-            if grad_w1 is not None:
-                torch.mm(gp.t(), xe, out=grad_w1_of[e])
-            if grad_up is not None:
-                torch.mm(gu.t(), xe, out=grad_up_of[e])
-        if sums is not None:
-            gx = torch.mm(gp, w1_of[e], out=sums.slot(tokens.shape[0]))
-            if gu is not None:
-                gx.addmm_(gu, up_of[e])
-    if sums is not None:
-        sums.flush()
+    token_of = token.split(run.sizes)
+    grad_pre_of, grad_upv_of = _split(grad_pre, run.sizes), _split(grad_upv, run.sizes)
+
+    def compute(index: int, part: range, sums: torch.Tensor | None) -> None:
+        gather = _Gather(x, run.busiest)
+        staged = None if sums is None else _StagedIndexAdd(
+            sums, token[run.pairs(part)], x.dtype, run.busiest, len(run.parts))
+        for i in part:
+            e, gp, gu = run.experts[i], grad_pre_of[i], grad_upv_of[i]
+            if grad_w1 is not None or grad_up is not None:
+                xe = gather(token_of[i])
+                if grad_w1 is not None:
+                    torch.mm(gp.t(), xe, out=grad_w1_of[e])
+                if grad_up is not None:
+                    torch.mm(gu.t(), xe, out=grad_up_of[e])
+            if staged is not None:
+                gx = torch.mm(gp, w1_of[e], out=staged.slot(gp.shape[0]))
+                if gu is not None:
+                    gx.addmm_(gu, up_of[e])
+        if staged is not None:
+            staged.flush()
+
+    grad_x = None
+    if needs[0]:
+        grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        run.sums(grad_x, compute)
+    else:
+        run_each(lambda index, part: compute(index, part, None), run.parts)
     grad_b1 = _per_neuron_sums(grad_pre, dispatch, size, w1.shape[0])
     grad_b_up = None if grad_upv is None else _per_neuron_sums(grad_upv, dispatch, size,
                                                                w1.shape[0])

@@ -1,0 +1,127 @@
+"""One thread per core for the sparse path's per-expert loops, each computing single-threaded.
+
+Each gathered expert's products are small: tens to a few thousand rows, 24 or 48 neurons
+wide. Run one after another, every product (and every gather) is split across all cores,
+so each waits for the other cores' OpenMP threads to wake and to finish: with OpenMP's
+passive wait the wake-ups alone cost tens of microseconds per operation, hundreds of
+operations per layer call, and a thin product splits unevenly. Here the gathered experts are
+cut into one contiguous run per core, balanced by their pair counts, and each run is computed
+start to finish (gathers, products, activation, staged sums) by its own thread with one
+intra-op thread: every core keeps busy on its own experts, with no hand-offs between them.
+
+Each thread adds its experts' outputs into its own sum, and the sums are added in thread
+order, so a result does not depend on which thread finishes first (the same inputs and
+thread count give the same bits; a different thread count may change the last bits, as it
+does for any product split differently).
+
+Measured at BERT-base shapes (16/64, 4,096 tokens of real text, forward, interleaved in one
+process, 2 cores): the layer went from 1.85-1.91x to 2.04-2.11x the dense FFN's speed under
+OpenMP's passive wait, and from 1.97-2.05x to 2.09-2.23x under its default wait. Under
+`OMP_WAIT_POLICY=ACTIVE` (threads spin forever) the one-product-at-a-time loop was faster
+(2.17-2.33x against 1.94-2.02x): there OpenMP's spinning threads wake instantly, and they
+take cores away from these threads. On GPUs the loops stay on the calling thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def thread_count(device: torch.device) -> int:
+    """How many threads share a call's per-expert loops: the calling thread's intra-op thread
+    count on CPU (1 inside one of these threads, so they never nest), 1 elsewhere."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+def runs(sizes: Sequence[int], count: int) -> list[range]:
+    """`sizes` (pairs per expert, in order) cut into at most `count` contiguous runs of about
+    equal total: each cut falls at the expert boundary nearest its share of the pairs, so
+    runs differ by at most about one expert's pairs. Empty runs are left out."""
+    before = [0, *itertools.accumulate(sizes)]  # pairs before each expert boundary
+    cuts = [0]
+    for part in range(1, count):
+        target = before[-1] * part / count
+        at = bisect.bisect_left(before, target)  # the first boundary at or past the target
+        if at == len(before) or (at > 0 and target - before[at - 1] <= before[at] - target):
+            at -= 1
+        cuts.append(max(cuts[-1], at))
+    cuts.append(len(sizes))
+    return [range(lo, hi) for lo, hi in itertools.pairwise(cuts) if hi > lo]
+
+
+def run_each(task: Callable[[int, range], T], parts: Sequence[range]) -> list[T]:
+    """`task(index, part)` for every part, each on its own thread (the calling thread when
+    there is one part), without autograd; returns the results in part order once all are
+    done. An exception in any part is raised after every part has stopped."""
+    if len(parts) <= 1:
+        with torch.no_grad():
+            return [task(index, part) for index, part in enumerate(parts)]
+    pool = _POOL.get(len(parts))
+    futures = [pool.submit(_without_grad, task, index, part) for index, part in enumerate(parts)]
+    wait(futures)
+    return [future.result() for future in futures]
+
+
+def _without_grad(task, *args):
+    # Grad mode is per thread: these threads write into preallocated tensors (`out=`),
+    # which autograd refuses when an input requires grad.
+    with torch.no_grad():
+        return task(*args)
+
+
+def _one_intra_op_thread() -> None:
+    # torch sets a thread's intra-op count from the process-wide default on the thread's
+    # first parallel call (`torch.get_num_threads` makes one), whatever was set before it:
+    # so that call first, then one thread for this one.
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
+class _Pool:
+    """A thread pool whose threads each run torch operations on one intra-op thread."""
+
+    def __init__(self) -> None:
+        self.executor: ThreadPoolExecutor | None = None
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, size: int) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.executor is None or self.size < size:
+                if self.executor is not None:
+                    self.executor.shutdown(wait=False)
+                self.executor, self.size = self._start(size), size
+            return self.executor
+
+    @staticmethod
+    def _start(size: int) -> ThreadPoolExecutor:
+        threads = torch.get_num_threads()
+        executor = ThreadPoolExecutor(size, thread_name_prefix="emoe-experts",
+                                      initializer=_one_intra_op_thread)
+        # Make every thread start now (each waits for all the others), so all have run the
+        # initializer; then restore the process-wide default it changed, which threads
+        # started later would otherwise inherit.
+        started = threading.Barrier(size)
+        wait([executor.submit(started.wait) for _ in range(size)])
+        torch.set_num_threads(threads)
+        return executor
+
+    def forget(self) -> None:
+        """In a forked child the threads do not exist: start afresh when next needed."""
+        self.executor, self.size, self.lock = None, 0, threading.Lock()
+
+
+_POOL = _Pool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.forget)
+

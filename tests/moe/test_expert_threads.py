@@ -1,0 +1,110 @@
+"""The sparse path's per-expert loops on one thread per core: same result, every time."""
+
+import multiprocessing
+import threading
+
+import pytest
+import torch
+
+from emoe_cli.moe.expert_threads import run_each, runs
+from tests.moe.test_dispatch import D, _assert_same, _layer
+
+
+@pytest.mark.parametrize("sizes, count", [
+    ([5, 5, 5, 5], 2), ([1, 1, 10], 2), ([3] * 6, 4), ([1] * 7, 3), ([10], 4),
+    ([2000, 1, 1, 1, 1, 1500, 30, 700, 900, 5], 2), ([], 2)])
+def test_runs_are_contiguous_cover_every_expert_and_differ_by_at_most_one_expert(sizes, count):
+    parts = runs(sizes, count)
+    assert [i for part in parts for i in part] == list(range(len(sizes)))
+    assert len(parts) <= count and all(len(part) for part in parts)
+    loads = [sum(sizes[i] for i in part) for part in parts]
+    if len(loads) > 1:
+        assert max(loads) - min(loads) <= max(sizes)
+
+
+def test_parts_run_at_once_each_with_one_intra_op_thread_and_no_autograd():
+    threads = torch.get_num_threads()
+    together = threading.Barrier(3, timeout=30)  # broken unless all three parts run at once
+
+    def task(index, part):
+        together.wait()
+        return index, list(part), threading.get_ident(), torch.get_num_threads(), \
+            torch.is_grad_enabled()
+
+    seen = run_each(task, [range(0, 2), range(2, 3), range(3, 5)])
+    assert [(index, part) for index, part, *_ in seen] == [(0, [0, 1]), (1, [2]), (2, [3, 4])]
+    assert threading.get_ident() not in {ident for _, _, ident, _, _ in seen}
+    assert {(count, grad) for *_, count, grad in seen} == {(1, False)}
+    assert torch.get_num_threads() == threads  # the caller's setting is left as it was
+
+
+def test_one_part_runs_on_the_calling_thread():
+    assert run_each(lambda index, part: threading.get_ident(), [range(3)]) == [
+        threading.get_ident()]
+
+
+def test_an_error_in_one_part_is_raised_once_every_part_has_stopped():
+    finished = []
+
+    def task(index, part):
+        if index == 0:
+            raise ValueError("part 0 failed")
+        finished.append(index)
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        run_each(task, [range(1), range(1, 2), range(2, 3)])
+    assert sorted(finished) == [1, 2]
+
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    """The sparse path cuts its experts into three runs, whatever this machine has."""
+    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: 3)
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
+def test_experts_on_several_threads_give_the_masked_result(gated, weighted, three_threads):
+    layer = _layer(gated, bias=True, weighted=weighted, top_k=3)
+    _assert_same(layer, torch.randn(60, D, generator=torch.Generator().manual_seed(2)))
+
+
+def test_several_threads_give_the_same_bits_every_time(three_threads):
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
+    layer.execution = "sparse"
+    x = torch.randn(200, D, generator=torch.Generator().manual_seed(3))
+    outputs, grads = [], []
+    for _ in range(5):
+        xg = x.clone().requires_grad_()
+        outputs.append(layer(xg))
+        outputs[-1].sum().backward()
+        grads.append(xg.grad)
+    assert all(torch.equal(outputs[0], y) and torch.equal(grads[0], g)
+               for y, g in zip(outputs, grads))
+
+
+def _sparse_in_child(queue) -> None:
+    torch.set_num_threads(1)  # as data loader workers do: GNU OpenMP cannot fork its threads
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
+    layer.execution = "sparse"
+    with torch.no_grad():
+        queue.put(layer(torch.randn(60, D, generator=torch.Generator().manual_seed(4))).sum()
+                  .item())
+
+
+def test_a_forked_child_starts_its_own_threads(three_threads):
+    """Data loader workers are forked; a fork copies no threads, so a child that ran the
+    sparse path on its parent's pool would wait forever."""
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
+    layer.execution = "sparse"
+    with torch.no_grad():  # the parent's pool is started
+        layer(torch.randn(60, D, generator=torch.Generator().manual_seed(4)))
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+    child = context.Process(target=_sparse_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert isinstance(queue.get(), float)
