@@ -5,7 +5,12 @@ run with one line on stderr and a non-zero exit; SIGTERM or Ctrl-C save a checkp
 any failure still writes the record with its status.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
+
+from emoe_cli.openmp import sleep_when_idle
+
+sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
 import logging
 import secrets

@@ -23,11 +23,14 @@ CPU, the fixed steps on a 2-core AVX-512 one with the allocator keeping freed me
   (plan, buffers) cost about as much as that many floating-point operations of the dense
   FFN, whatever the number of tokens. Against the dense FFN's `2 · d · d_ff` multiply-adds
   per token (3 with a gate) this is little at 4,096 tokens of a wide FFN and decisive at a
-  few hundred, or in a narrow one: 1,024 tokens of MiniLM's layer at 16/64 took 30 ms
-  sparse against 18 masked, 4,096 tokens at 32/64 73 against 67. Raised from 3.5e7 when
-  the inference penalty was refitted: 1,024 tokens of the BERT-base-shaped layer at 32/64
-  took 188-242 ms sparse against 167-181 masked in training (66-71 against 55-69
-  forward), which 3.5e7 sent sparse.
+  few hundred, or in a narrow one. Fitted (with the penalties above, which still fit) to
+  the sparse/masked time ratios of all 12 cells of {MiniLM, BERT-base-shaped} x {16, 32}/64
+  x {256, 1,024, 4,096 tokens}, forward and training, once the experts ran one run per core
+  (`moe/expert_threads.py`): 1e7 puts every cell on its faster path (ties within 4 % aside)
+  and predicts the ratios within 17 % where sparse could win; the 4.5e7 of the
+  one-expert-at-a-time loop now masked four cells that sparse won by 6-33 %, among them
+  1,024 tokens of MiniLM's layer at 16/64 (13.6 ms sparse, 14.6 masked) and 256 tokens of
+  the BERT-base-shaped layer at 16/64 (10.9 against 15.1).
 
 So an expert is gathered when its share of the tokens is below `HOT_COST / pair cost`
 (about half the tokens for 48-wide experts), and `auto` takes the sparse path when the sum
@@ -66,7 +69,7 @@ GATHER_PENALTY = {False: 38.0, True: 42.0}  # neurons, for inference / training 
 HOT_COST = 1.1
 MASKED_COST = 1.05
 MIN_TOKENS_PER_EXPERT = 4  # fewer (pairs / N): the per-expert overhead beats the saving
-EXPERT_STEPS_FLOPS = 4.5e7  # each expert's fixed cost, in floating-point operations of dense work
+EXPERT_STEPS_FLOPS = 1e7  # each expert's fixed cost, in floating-point operations of dense work
 ROW_MULTIPLE = 64  # per-expert pairs padded to this where oneDNN builds kernels per shape
 ONEDNN_OVERHEAD = 2.5  # bf16/fp16 through oneDNN: products ~2.4x fp32's speed, gathering not
 

@@ -14,12 +14,17 @@ order, so a result does not depend on which thread finishes first (the same inpu
 thread count give the same bits; a different thread count may change the last bits, as it
 does for any product split differently).
 
-Measured at BERT-base shapes (16/64, 4,096 tokens of real text, forward, interleaved in one
-process, 2 cores): the layer went from 1.85-1.91x to 2.04-2.11x the dense FFN's speed under
-OpenMP's passive wait, and from 1.97-2.05x to 2.09-2.23x under its default wait. Under
-`OMP_WAIT_POLICY=ACTIVE` (threads spin forever) the one-product-at-a-time loop was faster
-(2.17-2.33x against 1.94-2.02x): there OpenMP's spinning threads wake instantly, and they
-take cores away from these threads. On GPUs the loops stay on the calling thread.
+Measured against the one-expert-at-a-time loop in one process (fresh batches of 4,096
+tokens of real text, fp32, interleaved rounds, 2 cores), as the dense FFN's speed forward /
+forward+backward: BERT-base-shaped layer at 16/64 1.86x / 1.99x -> 2.25x / 2.44x, 32/64
+1.20x / 1.21x -> 1.28x / 1.36x; MiniLM's layer at 16/64 1.08x / 1.19x -> 1.36x / 1.64x;
+bf16 (against dense bf16) at BERT-base 16/64 1.19x / 1.29x -> 1.32x / 1.52x. That is with
+OpenMP's idle threads sleeping (`OMP_WAIT_POLICY=PASSIVE`, which `emoe-run` sets:
+`emoe_cli/openmp.py`). Under OpenMP's default, idle threads spin a while first and take
+cores from these threads (BERT-base 16/64 forward+backward 2.22-2.33x); where they spin
+forever (`ACTIVE`), they wake at once for every small product, and the one-at-a-time loop is
+the faster (2.41x against 1.73x threaded), so it is used there. On GPUs the loops stay on the
+calling thread.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ T = TypeVar("T")
 
 def thread_count(device: torch.device) -> int:
     """How many threads share a call's per-expert loops: the calling thread's intra-op thread
-    count on CPU (1 inside one of these threads, so they never nest), 1 elsewhere."""
-    return torch.get_num_threads() if device.type == "cpu" else 1
+    count on CPU (1 inside one of these threads, so they never nest); 1 on other devices and
+    where OpenMP's threads spin forever (`OMP_WAIT_POLICY=ACTIVE`, see the module doc)."""
+    if device.type != "cpu" or os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE":
+        return 1
+    return torch.get_num_threads()
 
 
 def runs(sizes: Sequence[int], count: int) -> list[range]:

@@ -1,12 +1,15 @@
 """The sparse path's per-expert loops on one thread per core: same result, every time."""
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 import torch
 
-from emoe_cli.moe.expert_threads import run_each, runs
+from emoe_cli.moe.expert_threads import run_each, runs, thread_count
 from tests.moe.test_dispatch import D, _assert_same, _layer
 
 
@@ -108,3 +111,24 @@ def test_a_forked_child_starts_its_own_threads(three_threads):
         child.kill()
     assert child.exitcode == 0
     assert isinstance(queue.get(), float)
+
+
+def test_the_loops_stay_on_the_calling_thread_where_openmp_threads_spin_or_off_cpu(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert thread_count(torch.device("cpu")) == torch.get_num_threads()
+    assert thread_count(torch.device("meta")) == 1
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    assert thread_count(torch.device("cpu")) == 1
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_emoe_run_lets_idle_openmp_threads_sleep_unless_the_user_chose(chosen, expected):
+    """Set before torch loads: OpenMP reads the variable only then."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if chosen:
+        env["OMP_WAIT_POLICY"] = chosen
+    code = ("import os, sys; import emoe_cli.train; "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [expected, "True"]
