@@ -18,6 +18,9 @@ output, `b2` included, is the tensor the gathered experts are then added to in p
 Hotness is decided per group of tokens that route alike (`moe/token_groups.py`): each group
 runs its own masked block, and a gathered expert gathers its pairs from every group at once.
 
+The gathered experts are cut into one contiguous run per core, each computed start to finish
+by its own single-threaded thread (`moe/expert_threads.py`), into its own sums.
+
 Where oneDNN runs the products (bf16/fp16 on CPUs that have them), each gathered expert's
 pairs are padded with pairs of weight 0 up to a multiple of a few dozen rows (`pad_pairs`):
 oneDNN builds a kernel per product shape, and padded row counts repeat from batch to batch.

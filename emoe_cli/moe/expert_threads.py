@@ -18,7 +18,7 @@ Measured against the one-expert-at-a-time loop in one process (fresh batches of 
 tokens of real text, fp32, interleaved rounds, 2 cores), as the dense FFN's speed forward /
 forward+backward: BERT-base-shaped layer at 16/64 1.86x / 1.99x -> 2.25x / 2.44x, 32/64
 1.20x / 1.21x -> 1.28x / 1.36x; MiniLM's layer at 16/64 1.08x / 1.19x -> 1.36x / 1.64x;
-bf16 (against dense bf16) at BERT-base 16/64 1.19x / 1.29x -> 1.32x / 1.52x. That is with
+bf16 (against dense bf16) at BERT-base 16/64 1.04x / 1.11x -> 1.26x / 1.37x. That is with
 OpenMP's idle threads sleeping (`OMP_WAIT_POLICY=PASSIVE`, which `emoe-run` sets:
 `emoe_cli/openmp.py`). Under OpenMP's default, idle threads spin a while first and take
 cores from these threads (BERT-base 16/64 forward+backward 2.22-2.33x); where they spin
