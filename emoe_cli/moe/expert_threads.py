@@ -8,6 +8,7 @@ operations per layer call, and a thin product splits unevenly. Here the gathered
 cut into one contiguous run per core, balanced by their pair counts, and each run is computed
 start to finish (gathers, products, activation, staged sums) by its own thread with one
 intra-op thread: every core keeps busy on its own experts, with no hand-offs between them.
+(Beyond `MAX_THREADS` cores, each thread gets several intra-op threads: not measured.)
 
 Each thread adds its experts' outputs into its own sum, and the sums are added in thread
 order, so a result does not depend on which thread finishes first (the same inputs and
@@ -42,13 +43,24 @@ import torch
 T = TypeVar("T")
 
 
+MAX_THREADS = 8  # with more cores, each of these threads gets several intra-op threads
+
+
 def thread_count(device: torch.device) -> int:
-    """How many threads share a call's per-expert loops: the calling thread's intra-op thread
-    count on CPU (1 inside one of these threads, so they never nest); 1 on other devices and
-    where OpenMP's threads spin forever (`OMP_WAIT_POLICY=ACTIVE`, see the module doc)."""
+    """How many threads share a call's per-expert loops: on CPU the calling thread's intra-op
+    thread count, at most `MAX_THREADS` (each thread's run adds into its own buffer of the
+    layer's output size, and so many experts per run keep the runs balanced); 1 on other
+    devices and where OpenMP's threads spin forever (`OMP_WAIT_POLICY=ACTIVE`, see the
+    module doc). Only measured on 2 cores."""
     if device.type != "cpu" or os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE":
         return 1
-    return torch.get_num_threads()
+    return min(torch.get_num_threads(), MAX_THREADS)
+
+
+def _intra_op_threads() -> int:
+    """Intra-op threads for each expert thread: the calling thread's cores shared out."""
+    cores = torch.get_num_threads()
+    return max(1, cores // min(cores, MAX_THREADS))
 
 
 def runs(sizes: Sequence[int], count: int) -> list[range]:
@@ -74,7 +86,7 @@ def run_each(task: Callable[[int, range], T], parts: Sequence[range]) -> list[T]
     if len(parts) <= 1:
         with torch.no_grad():
             return [task(index, part) for index, part in enumerate(parts)]
-    pool = _POOL.get(len(parts))
+    pool = _POOL.get(len(parts), _intra_op_threads())
     futures = [pool.submit(_without_grad, task, index, part) for index, part in enumerate(parts)]
     wait(futures)
     return [future.result() for future in futures]
@@ -87,35 +99,36 @@ def _without_grad(task, *args):
         return task(*args)
 
 
-def _one_intra_op_thread() -> None:
+def _set_intra_op_threads(count: int) -> None:
     # torch sets a thread's intra-op count from the process-wide default on the thread's
     # first parallel call (`torch.get_num_threads` makes one), whatever was set before it:
-    # so that call first, then one thread for this one.
+    # so that call first, then this thread's count.
     torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
 
 
 class _Pool:
-    """A thread pool whose threads each run torch operations on one intra-op thread."""
+    """A thread pool whose threads each run torch operations on `intra_op` threads."""
 
     def __init__(self) -> None:
         self.executor: ThreadPoolExecutor | None = None
-        self.size = 0
+        self.size = self.intra_op = 0
         self.lock = threading.Lock()
 
-    def get(self, size: int) -> ThreadPoolExecutor:
+    def get(self, size: int, intra_op: int) -> ThreadPoolExecutor:
         with self.lock:
-            if self.executor is None or self.size < size:
+            if self.executor is None or self.size < size or self.intra_op != intra_op:
                 if self.executor is not None:
                     self.executor.shutdown(wait=False)
-                self.executor, self.size = self._start(size), size
+                self.executor = self._start(size, intra_op)
+                self.size, self.intra_op = size, intra_op
             return self.executor
 
     @staticmethod
-    def _start(size: int) -> ThreadPoolExecutor:
+    def _start(size: int, intra_op: int) -> ThreadPoolExecutor:
         threads = torch.get_num_threads()
         executor = ThreadPoolExecutor(size, thread_name_prefix="emoe-experts",
-                                      initializer=_one_intra_op_thread)
+                                      initializer=_set_intra_op_threads, initargs=(intra_op,))
         # Make every thread start now (each waits for all the others), so all have run the
         # initializer; then restore the process-wide default it changed, which threads
         # started later would otherwise inherit.
@@ -126,7 +139,7 @@ class _Pool:
 
     def forget(self) -> None:
         """In a forked child the threads do not exist: start afresh when next needed."""
-        self.executor, self.size, self.lock = None, 0, threading.Lock()
+        self.executor, self.size, self.intra_op, self.lock = None, 0, 0, threading.Lock()
 
 
 _POOL = _Pool()

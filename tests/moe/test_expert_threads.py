@@ -132,3 +132,21 @@ def test_emoe_run_lets_idle_openmp_threads_sleep_unless_the_user_chose(chosen, e
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == [expected, "True"]
+
+
+def test_beyond_max_threads_each_expert_thread_gets_several_intra_op_threads(monkeypatch):
+    monkeypatch.setattr("emoe_cli.moe.expert_threads.MAX_THREADS", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert thread_count(torch.device("cpu")) == 2
+        together = threading.Barrier(2, timeout=30)
+
+        def task(index, part):
+            together.wait()
+            return torch.get_num_threads()
+
+        assert run_each(task, [range(1), range(1, 2)]) == [2, 2]
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
