@@ -283,7 +283,10 @@ class _Scratch(threading.local):
         needed = rows * like.shape[1]
         block = self.blocks.get(key)
         if block is None or block.numel() < needed:
-            block = self.blocks[key] = torch.empty(needed, dtype=dtype, device=like.device)
+            # A normal tensor even under inference mode: such a tensor could be written only
+            # in inference mode, and the next call may be a training one.
+            with torch.inference_mode(False):
+                block = self.blocks[key] = torch.empty(needed, dtype=dtype, device=like.device)
         return block[:needed].view(rows, like.shape[1])
 
 

@@ -81,21 +81,25 @@ def runs(sizes: Sequence[int], count: int) -> list[range]:
 
 def run_each(task: Callable[[int, range], T], parts: Sequence[range]) -> list[T]:
     """`task(index, part)` for every part, each on its own thread (the calling thread when
-    there is one part), without autograd; returns the results in part order once all are
-    done. An exception in any part is raised after every part has stopped."""
+    there is one part), without autograd (in inference mode when the caller is in it);
+    returns the results in part order once all are done. An exception in any part is raised
+    after every part has stopped."""
+    mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
     if len(parts) <= 1:
-        with torch.no_grad():
+        with mode():
             return [task(index, part) for index, part in enumerate(parts)]
     pool = _POOL.get(len(parts), _intra_op_threads())
-    futures = [pool.submit(_without_grad, task, index, part) for index, part in enumerate(parts)]
+    futures = [pool.submit(_in_mode, mode, task, index, part)
+               for index, part in enumerate(parts)]
     wait(futures)
     return [future.result() for future in futures]
 
 
-def _without_grad(task, *args):
-    # Grad mode is per thread: these threads write into preallocated tensors (`out=`),
-    # which autograd refuses when an input requires grad.
-    with torch.no_grad():
+def _in_mode(mode, task, *args):
+    # Grad and inference mode are per thread. These threads write into preallocated tensors
+    # (`out=`), which autograd refuses when an input requires grad, and which must be
+    # written in inference mode when the caller made them in it.
+    with mode():
         return task(*args)
 
 

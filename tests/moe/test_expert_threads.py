@@ -72,6 +72,22 @@ def test_experts_on_several_threads_give_the_masked_result(gated, weighted, thre
     _assert_same(layer, torch.randn(60, D, generator=torch.Generator().manual_seed(2)))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_inference_mode_then_no_grad_give_the_same_result(threads, monkeypatch):
+    """Tensors made in inference mode can only be written in it: the threads follow the
+    caller's mode, and the buffers kept between calls are made outside it."""
+    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
+    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
+    layer.execution = "sparse"
+    # More tokens than other tests use, so that the kept buffers are made in this call.
+    x = torch.randn(5000 + threads, D, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        inferred = layer(x)
+    with torch.no_grad():
+        assert torch.equal(inferred, layer(x))
+
+
 def test_several_threads_give_the_same_bits_every_time(three_threads):
     layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
     layer.execution = "sparse"
