@@ -51,7 +51,7 @@ from a small set that oneDNN's cache keeps (1.21x and 1.35x; multiples of 32 and
 gathering, scattering and the per-expert steps do not, so their modelled costs are
 `ONEDNN_OVERHEAD` times fp32's: BERT-base's FFN runs sparse at 16 and 32 of 64, MiniLM's at
 16/64 (sparse 0.88-0.94x the dense bf16 FFN's speed forward, masked 0.81-0.84x) and masked
-at 32/64 (sparse 0.75-0.76x, masked 0.81-0.82x). CPUs with AMX run bf16 products faster still,
+at 32/64 (sparse 0.73-0.76x, masked 0.81-0.82x). CPUs with AMX run bf16 products faster still,
 where the factor is likely higher (not measured). A CPU without oneDNN's bf16 computes
 bf16 products in plain loops, several times slower than fp32, where gathering is cheap
 beside them and the fp32 costs hold. On GPUs the per-expert loop means dozens of kernel
