@@ -31,9 +31,9 @@ The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/al
 `EMOE_MALLOC=system` times glibc's defaults instead, where every large block freed is
 returned to the system and page-faults again when taken (slower and noisier, for every path).
 
-OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set): on a machine with
-more busy processes than cores, spinning threads steal the cores their peers need, which
-slows every small parallel operation (the sparse path's per-expert steps) tens of times.
+OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set), as `emoe-run` has
+them (`emoe_cli/openmp.py`): spinning threads take cores from the sparse path's per-expert
+threads, and on a machine with more busy processes than cores from their peers.
 """
 
 # ruff: noqa: E402

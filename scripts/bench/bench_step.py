@@ -14,8 +14,8 @@ child forked from this big process starts at the parent's size). Batches are rea
 
     python scripts/bench/bench_step.py --model minilm [--steps 6] [--precision bf16] [--memory]
 
-OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set), and the C allocator
-keeps freed memory as `emoe-run` has it (`EMOE_MALLOC=system`: glibc's defaults): see
+OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set) and the C allocator
+keeps freed memory, as `emoe-run` has them (`EMOE_MALLOC=system`: glibc's defaults): see
 bench_layer.py.
 """
 
