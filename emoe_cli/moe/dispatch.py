@@ -424,15 +424,15 @@ class _SparseExperts(torch.autograd.Function):
                 _linear_into(pre_of[i], xe, w1_of[e], b1_of[e])
                 if up is not None:
                     _linear_into(up_of_pairs[i], xe, up_of[e], b_up_of[e])
-            pairs = run.pairs(part)
-            h = act(pre[pairs])
-            if h is pre or h._base is pre:  # an identity activation: `pre` is saved
+            rows = run.pairs(part)
+            h = act(pre[rows])
+            if h._base is pre:  # an identity activation returns its input: `pre` is saved
                 h = h.clone()
             if up is not None:
-                h = h.mul_(up[pairs])
+                h = h.mul_(up[rows])
             if not dispatch.unit:
-                h = h.mul_(weight[pairs, None])
-            staged = _StagedIndexAdd(sums, token[pairs], x.dtype, run.busiest, len(run.parts))
+                h = h.mul_(weight[rows, None])
+            staged = _StagedIndexAdd(sums, token[rows], x.dtype, run.busiest, len(run.parts))
             for i, he in zip(part, h.split(run.sizes[part.start:part.stop])):
                 torch.mm(he, w2_of[run.experts[i]].t(), out=staged.slot(he.shape[0]))
             staged.flush()
