@@ -353,14 +353,15 @@ class _Runs:
 
     experts: list[int]  # the gathered experts, in order
     sizes: list[int]  # their pair counts
+    tokens: list[torch.Tensor]  # their pairs' tokens
     parts: list[range]  # runs of positions in `experts`, one per thread
     starts: list[int]  # first pair of each position; starts[-1] = all pairs
 
     @classmethod
     def of(cls, dispatch: Dispatch, device: torch.device) -> _Runs:
         experts, sizes = dispatch.gathered_experts
-        return cls(experts, sizes, runs(sizes, thread_count(device)),
-                   [0, *itertools.accumulate(sizes)])
+        return cls(experts, sizes, list(dispatch.token.split(sizes)),
+                   runs(sizes, thread_count(device)), [0, *itertools.accumulate(sizes)])
 
     @property
     def busiest(self) -> int:
@@ -409,8 +410,7 @@ class _SparseExperts(torch.autograd.Function):
         up_of, b_up_of = _split(w_up, size, num), _split(b_up, size, num)
         w2_of = _split(w2, size, num, dim=1)
         run = _Runs.of(dispatch, x.device)
-        token_of, pre_of, up_of_pairs = (token.split(run.sizes), _split(pre, run.sizes),
-                                         _split(up, run.sizes))
+        pre_of, up_of_pairs = _split(pre, run.sizes), _split(up, run.sizes)
 
         def compute(index: int, part: range, sums: torch.Tensor) -> None:
             # Two passes, each a tight loop over the run's experts: every first-layer product
@@ -420,7 +420,7 @@ class _SparseExperts(torch.autograd.Function):
             gather = _Gather(x, run.busiest)
             for i in part:
                 e = run.experts[i]
-                xe = gather(token_of[i])
+                xe = gather(run.tokens[i])
                 _linear_into(pre_of[i], xe, w1_of[e], b1_of[e])
                 if up is not None:
                     _linear_into(up_of_pairs[i], xe, up_of[e], b_up_of[e])
@@ -456,7 +456,6 @@ class _SparseExperts(torch.autograd.Function):
         num = len(dispatch.counts)
         size = w1.shape[0] // num
         run = _Runs.of(dispatch, x.device)
-        token_of = token.split(run.sizes)
         grad_in = grad_out
         grad_out = grad_out.to(x.dtype).contiguous()
         with torch.autocast(x.device.type, enabled=False):
@@ -477,7 +476,7 @@ class _SparseExperts(torch.autograd.Function):
                 gather = _Gather(grad_out, run.busiest)
                 for i in part:
                     e = run.experts[i]
-                    ge = gather(token_of[i])
+                    ge = gather(run.tokens[i])
                     torch.mm(ge, w2_of[e], out=grad_h_of[i])
                     if grad_w2 is not None:
                         torch.mm(ge.t(), weighted_h_of[i], out=grad_w2_of[e])
@@ -502,7 +501,6 @@ def _input_grads(x, token, dispatch, run, size, w1, w_up, grads, needs):
     grad_up = torch.zeros_like(w_up) if w_up is not None and needs[8] else None
     w1_of, up_of = _split(w1, size, num), _split(w_up, size, num)
     grad_w1_of, grad_up_of = _split(grad_w1, size, num), _split(grad_up, size, num)
-    token_of = token.split(run.sizes)
     grad_pre_of, grad_upv_of = _split(grad_pre, run.sizes), _split(grad_upv, run.sizes)
 
     def compute(index: int, part: range, sums: torch.Tensor | None) -> None:
@@ -512,7 +510,7 @@ def _input_grads(x, token, dispatch, run, size, w1, w_up, grads, needs):
         for i in part:
             e, gp, gu = run.experts[i], grad_pre_of[i], grad_upv_of[i]
             if grad_w1 is not None or grad_up is not None:
-                xe = gather(token_of[i])
+                xe = gather(run.tokens[i])
                 if grad_w1 is not None:
                     torch.mm(gp.t(), xe, out=grad_w1_of[e])
                 if grad_up is not None:
