@@ -59,6 +59,12 @@ def test_an_error_in_one_part_is_raised_once_every_part_has_stopped():
     assert sorted(finished) == [1, 2]
 
 
+def _sparse_layer():
+    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
+    layer.execution = "sparse"
+    return layer
+
+
 @pytest.fixture
 def three_threads(monkeypatch):
     """The sparse path cuts its experts into three runs, whatever this machine has."""
@@ -78,8 +84,7 @@ def test_inference_mode_then_no_grad_give_the_same_result(threads, monkeypatch):
     caller's mode, and the buffers kept between calls are made outside it."""
     monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
     monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
-    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
-    layer.execution = "sparse"
+    layer = _sparse_layer()
     # More tokens than other tests use, so that the kept buffers are made in this call.
     x = torch.randn(5000 + threads, D, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
@@ -89,8 +94,7 @@ def test_inference_mode_then_no_grad_give_the_same_result(threads, monkeypatch):
 
 
 def test_several_threads_give_the_same_bits_every_time(three_threads):
-    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
-    layer.execution = "sparse"
+    layer = _sparse_layer()
     x = torch.randn(200, D, generator=torch.Generator().manual_seed(3))
     outputs, grads = [], []
     for _ in range(5):
@@ -104,8 +108,7 @@ def test_several_threads_give_the_same_bits_every_time(three_threads):
 
 def _sparse_in_child(queue) -> None:
     torch.set_num_threads(1)  # as data loader workers do: GNU OpenMP cannot fork its threads
-    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
-    layer.execution = "sparse"
+    layer = _sparse_layer()
     with torch.no_grad():
         queue.put(layer(torch.randn(60, D, generator=torch.Generator().manual_seed(4))).sum()
                   .item())
@@ -114,8 +117,7 @@ def _sparse_in_child(queue) -> None:
 def test_a_forked_child_starts_its_own_threads(three_threads):
     """Data loader workers are forked; a fork copies no threads, so a child that ran the
     sparse path on its parent's pool would wait forever."""
-    layer = _layer(gated=False, bias=True, weighted=False, top_k=3)
-    layer.execution = "sparse"
+    layer = _sparse_layer()
     with torch.no_grad():  # the parent's pool is started
         layer(torch.randn(60, D, generator=torch.Generator().manual_seed(4)))
     context = multiprocessing.get_context("fork")
