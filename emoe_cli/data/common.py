@@ -23,6 +23,10 @@ log = logging.getLogger("emoe")
 
 CANONICAL = ("text_a", "text_b", "label")
 LabelParser = Callable[[Any], "int | float | None"]  # None: drop the row; ValueError: malformed
+# The most characters one CSV/TSV field may hold. The csv module's default (131,072) stops a
+# long document with a traceback; 16 Mi characters lets any real text through while an
+# unclosed quote that swallows the rest of a large file still ends in a clear error.
+FIELD_LIMIT = 16 * 2**20
 
 
 def open_fraction(value, key: str) -> float:
@@ -132,6 +136,10 @@ def report_skipped(source: str) -> None:
 def canonical_row(record: Mapping[str, Any], columns: Columns, parse_label: LabelParser,
                   where: str) -> dict | None:
     """One record as a canonical row (None if its label says to drop it); `where` names it."""
+    if None in record:  # csv.DictReader files the fields beyond the header under None
+        expected = len(record) - 1
+        raise DataError(f"{where}: {expected + len(record[None])} fields, expected {expected} "
+                        "(a delimiter inside a text?); valid: one field per column")
     absent = [c for c in columns if c is not None and c not in record]
     if absent:
         raise DataError(f"{where}: no column {absent[0]!r}; columns: "
@@ -160,11 +168,37 @@ def table_records(path: Path, *, delimiter: str = "\t", fieldnames: list[str] | 
     `quoted` turns standard CSV quoting on. A byte-order mark before the header is ignored.
     """
     quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+    csv.field_size_limit(FIELD_LIMIT)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle, fieldnames=fieldnames, delimiter=delimiter,
                                 quoting=quoting)
-        for record in reader:
-            yield f"{path}:{reader.line_num}", record
+        try:
+            for record in reader:
+                yield f"{path}:{reader.line_num}", record
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+        except csv.Error as error:  # line_num counts the lines of the rows read before
+            raise table_error(f"{path}:{reader.line_num + 1}", error) from None
+
+
+def table_error(where: str, error: csv.Error) -> DataError:
+    """A csv module failure as a DataError naming the row where it happened."""
+    if "field limit" in str(error):
+        return DataError(f"{where}: a field longer than {FIELD_LIMIT:,} characters (an unclosed "
+                         "quote?); valid: shorter texts, quotes closed")
+    return DataError(f"{where}: not readable as a delimited file ({error})")
+
+
+def not_utf8(path: Path) -> DataError:
+    """The error for a file that does not decode as UTF-8, naming the line of its first bad byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return DataError(f"{path}:{line}: byte 0x{data[error.start]:02x} is not UTF-8; data "
+                         "files must be UTF-8 text: convert or re-save it as UTF-8")
+    return DataError(f"{path}: not UTF-8 text; data files must be UTF-8 text")
 
 
 def is_ragged(record: Mapping) -> bool:

@@ -10,6 +10,7 @@ num_labels is 1, regression). See conf/task/custom_example.yaml.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from emoe_cli.data.common import (
     Columns,
     LabelParser,
     guarded_row,
+    not_utf8,
     report_skipped,
     table_records,
     to_dataset,
@@ -60,7 +62,8 @@ def check_file_task(task) -> None:
 
 def _valid_id(label: Any, num_labels: int) -> bool:
     if num_labels == 1:
-        return isinstance(label, (int, float)) and not isinstance(label, bool)
+        return (isinstance(label, float) and math.isfinite(label)
+                or isinstance(label, int) and not isinstance(label, bool))
     return isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_labels
 
 
@@ -86,7 +89,10 @@ def records(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     if suffix in DELIMITERS:
         yield from table_records(path, delimiter=DELIMITERS[suffix], quoted=True)
         return
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     if text.lstrip().startswith("["):  # a JSON array of objects
         for number, record in enumerate(_parse_json(text, str(path)), start=1):
             yield f"{path}: record {number}", _as_mapping(record, f"{path}: record {number}")
@@ -133,10 +139,14 @@ def _as_text(value: Any) -> str:
 
 
 def _number(value: Any) -> float:
+    """A regression label; nan and inf are refused, as one would poison the loss or the score."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"is {value!r}; valid: a number (num_labels is 1: regression)") from None
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"is {value!r}; valid: a finite number (num_labels is 1: regression)")
+    return number
 
 
 def _class_id(num_labels: int) -> LabelParser:

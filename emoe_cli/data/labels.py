@@ -86,9 +86,9 @@ def score_in(low: float, high: float) -> Callable[[str | float | None], float]:
     def parse(value: str | float | None) -> float:
         try:
             score = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"is {value!r}; valid: a number in [{low:g}, {high:g}]") from None
-        if not low <= score <= high:
+        if not low <= score <= high:  # nan fails both comparisons, so it is refused too
             raise ValueError(f"is {score:g}; valid: a number in [{low:g}, {high:g}]")
         return score
 

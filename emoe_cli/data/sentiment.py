@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 import tarfile
 from pathlib import Path
@@ -10,7 +9,14 @@ from pathlib import Path
 import datasets
 
 from emoe_cli.data import labels
-from emoe_cli.data.common import HubSpec, load_from_hub, require_file, split_file, to_dataset
+from emoe_cli.data.common import (
+    HubSpec,
+    load_from_hub,
+    require_file,
+    split_file,
+    table_records,
+    to_dataset,
+)
 from emoe_cli.errors import DataError
 
 ONLY_TEST = {"test": "test"}
@@ -32,7 +38,12 @@ def read_imdb(split: str, root: Path | None) -> datasets.Dataset:
         for member in archive:
             match = _IMDB_MEMBER.search(member.name)
             if match:
-                text = archive.extractfile(member).read().decode("utf-8")
+                raw = archive.extractfile(member).read()
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}: {member.name} is not UTF-8 text; the IMDB "
+                                    "archive must hold UTF-8 reviews") from None
                 rows.append({"text_a": text.replace("<br />", " "),
                              "label": int(match.group(1) == "pos")})
     rows.sort(key=lambda row: (row["label"], row["text_a"]))  # archive order is not stable
@@ -46,15 +57,14 @@ def read_yelp(split: str, root: Path | None) -> datasets.Dataset:
     split_file(ONLY_TEST, split, "yelp")
     path = require_file(root / "yelp" / "test.csv", "Yelp")
     rows = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            match = re.search(r"([\d.]+)", row.get("label2") or "")
-            if not match or not row.get("text"):
-                raise DataError(f"{path}:{line}: expected columns text,label1,label2 "
-                                f"with label2 like 'Review Stars: 4.0'")
-            label = labels.stars_to_polarity(float(match.group(1)))
-            if label is not None:
-                rows.append({"text_a": row["text"].strip(), "label": label})
+    for where, row in table_records(path, delimiter=",", quoted=True):
+        match = re.search(r"([\d.]+)", row.get("label2") or "")
+        if not match or not row.get("text"):
+            raise DataError(f"{where}: expected columns text,label1,label2 "
+                            f"with label2 like 'Review Stars: 4.0'")
+        label = labels.stars_to_polarity(float(match.group(1)))
+        if label is not None:
+            rows.append({"text_a": row["text"].strip(), "label": label})
     return to_dataset(rows, str(path))
 
 

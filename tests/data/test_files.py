@@ -1,10 +1,12 @@
 """Bring-your-own data: a `source: file` task reads CSV / TSV / JSON / JSONL with a column map."""
 
+import csv
 import json
 
 import pytest
 from omegaconf import OmegaConf
 
+from emoe_cli.data import common
 from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.files import check_file_task, read_task_file
 from emoe_cli.errors import DataError, UserError
@@ -117,3 +119,100 @@ def test_an_unknown_bad_rows_policy_is_named():
     with pytest.raises(UserError, match="task.bad_rows='ignore' is invalid; valid: error, skip"):
         with bad_rows_policy("ignore"):
             pass
+
+
+# --- non-finite labels, extra fields, encodings and long fields (issue 20) -------------------
+
+NON_FINITE = ["nan", "NaN", "inf", "-inf", "Infinity", "-INF", "+Inf"]
+
+
+@pytest.mark.parametrize("label", NON_FINITE)
+def test_non_finite_regression_labels_are_bad_rows(tmp_path, label):
+    (tmp_path / "dev.csv").write_text(f"review,stars\nok,3.5\nodd,{label}\nfine,1\n")
+    task = file_task(tmp_path, {"validation": "dev.csv"}, num_labels=1, label_map=None)
+    with bad_rows_policy("error"), pytest.raises(DataError) as error:
+        read_task_file(task, "validation")
+    assert str(error.value) == (f"{tmp_path / 'dev.csv'}:3: column 'stars' is {label!r}; "
+                                "valid: a finite number (num_labels is 1: regression)")
+    with bad_rows_policy("skip") as tally:
+        data = read_task_file(task, "validation")
+    assert data["label"] == [3.5, 1.0] and tally.skipped == {str(tmp_path / "dev.csv"): 1}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_numbers_are_bad_rows(tmp_path, literal):
+    (tmp_path / "train.jsonl").write_text(f'{{"review": "ok", "stars": 2}}\n'
+                                          f'{{"review": "odd", "stars": {literal}}}\n')
+    task = file_task(tmp_path, {"train": "train.jsonl"}, num_labels=1, label_map=None)
+    with bad_rows_policy("error"), pytest.raises(DataError, match=r"train.jsonl:2: column "
+                                                 r"'stars' is -?(nan|inf); valid: a finite"):
+        read_task_file(task, "train")
+    with bad_rows_policy("skip") as tally:
+        assert read_task_file(task, "train")["label"] == [2.0]
+    assert tally.skipped == {str(tmp_path / "train.jsonl"): 1}
+
+
+def test_a_label_map_to_nan_is_a_config_error(tmp_path):
+    task = file_task(tmp_path, {"train": "a.csv", "validation": "b.csv"}, num_labels=1,
+                     label_map={"good": 1.0, "odd": float("nan")})
+    with pytest.raises(UserError, match=r"task.label_map\['odd'\]=nan is invalid"):
+        check_file_task(task)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("t.csv", "review,stars\ngood,5\n\"odd, really\",1,extra\nfine,4\n"),
+    ("t.tsv", "review\tstars\ngood\t5\nodd\t1\t\nfine\t4\n"),  # a trailing tab is a field too
+])
+def test_rows_with_too_many_fields_are_bad_rows(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    task = file_task(tmp_path, {"train": name})
+    with bad_rows_policy("error"), pytest.raises(DataError) as error:
+        read_task_file(task, "train")
+    assert str(error.value).startswith(f"{tmp_path / name}:3: 3 fields, expected 2")
+    with bad_rows_policy("skip") as tally:
+        assert read_task_file(task, "train")["text_a"] == ["good", "fine"]
+    assert tally.skipped == {str(tmp_path / name): 1}
+
+
+@pytest.mark.parametrize("name, data, line", [
+    ("t.csv", "review,stars\ngood,5\ncafé,4\n".encode("latin-1"), 3),
+    ("t.jsonl", '{"review": "ok", "stars": 1}\n{"review": "café", "stars": 4}\n'
+     .encode("cp1252"), 2),
+    ("t.csv", b"\x1f\x8b\x08\x00" + bytes(range(256)), 1),  # a gzip file named .csv
+])
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_file_that_is_not_utf8_is_named_under_either_policy(tmp_path, name, data, line,
+                                                              policy):
+    (tmp_path / name).write_bytes(data)
+    with bad_rows_policy(policy), pytest.raises(DataError) as error:
+        read_task_file(file_task(tmp_path, {"train": name}), "train")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / name}:{line}: byte 0x")
+    assert "data files must be UTF-8 text" in message and "\n" not in message
+
+
+def test_fields_longer_than_the_csv_default_load(tmp_path):
+    long_review = "word " * 40_000  # 200,000 characters: over the csv module's 131,072
+    (tmp_path / "t.csv").write_text(f'review,stars\n"{long_review}",5\nshort,1\n')
+    data = read_task_file(file_task(tmp_path, {"train": "t.csv"}), "train")
+    assert data["text_a"] == [long_review.strip(), "short"]
+
+
+@pytest.fixture
+def csv_limit():
+    """Sets the csv module's process-wide field size limit back after the test."""
+    before = csv.field_size_limit()
+    yield
+    csv.field_size_limit(before)
+
+
+def test_a_field_over_the_limit_is_named_with_its_line(tmp_path, monkeypatch, csv_limit):
+    monkeypatch.setattr(common, "FIELD_LIMIT", 1000)
+    (tmp_path / "t.csv").write_text(f'review,stars\ngood,5\n"unclosed,1\n{"x" * 2000}\n')
+    for policy in ("error", "skip"):
+        with bad_rows_policy(policy), pytest.raises(DataError) as error:
+            read_task_file(file_task(tmp_path, {"train": "t.csv"}), "train")
+        assert str(error.value) == (f"{tmp_path / 't.csv'}:3: a field longer than 1,000 "
+                                    "characters (an unclosed quote?); valid: shorter texts, "
+                                    "quotes closed")
+

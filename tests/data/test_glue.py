@@ -3,6 +3,7 @@
 import datasets
 import pytest
 
+from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.sources import load_source
 from emoe_cli.errors import DataError
 from tests.data import fakes
@@ -93,6 +94,12 @@ def test_qqp_skips_ragged_rows_but_not_bad_labels(tmp_path, caplog):
      r"RTE/dev.tsv:2: empty or missing column 'sentence2'"),
     ("STS-B", "dev.tsv", "index\tsentence1\tsentence2\tscore\n0\tA.\tB.\t7.5\n",
      r"STS-B/dev.tsv:2: column 'score' is 7.5; valid: a number in \[0, 5\]"),
+    ("STS-B", "dev.tsv", "index\tsentence1\tsentence2\tscore\n0\tA.\tB.\tNaN\n",
+     r"STS-B/dev.tsv:2: column 'score' is nan; valid: a number in \[0, 5\]"),
+    ("STS-B", "train.tsv", "index\tsentence1\tsentence2\tscore\n0\tA.\tB.\t-inf\n",
+     r"STS-B/train.tsv:2: column 'score' is -inf; valid: a number in \[0, 5\]"),
+    ("RTE", "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\tx\n",
+     r"RTE/dev.tsv:2: 5 fields, expected 4 \(a delimiter inside a text\?\)"),
     ("CoLA", "dev.tsv", "gj04\t1\t\tFine.\ngj04\t2\t*\tBad.\n",
      r"CoLA/dev.tsv:2: column 'label' is '2'; valid: 0, 1"),
     ("MRPC", "dev.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\n1\t1\t2\tA.\n",
@@ -101,8 +108,19 @@ def test_qqp_skips_ragged_rows_but_not_bad_labels(tmp_path, caplog):
 def test_malformed_rows_name_file_line_and_what_is_valid(tmp_path, folder, name, text, message):
     _write(tmp_path, folder, name, text)
     task = {"RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "MRPC": "mrpc"}[folder]
+    split = "train" if name == "train.tsv" else "validation"
     with pytest.raises(DataError, match=message):
-        load_source(task, "validation", tmp_path)
+        load_source(task, split, tmp_path)
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_glue_file_that_is_not_utf8_is_named(tmp_path, policy):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_bytes("sentence\tlabel\nfine\t1\nna\xefve\t0\n"
+                                                 .encode("latin-1"))
+    with bad_rows_policy(policy), pytest.raises(DataError, match=(
+            r"SST-2/dev.tsv:3: byte 0xef is not UTF-8; data files must be UTF-8 text")):
+        load_source("sst2", "validation", tmp_path)
 
 
 def _glue_table(columns, labels, label_names=None):
