@@ -11,9 +11,9 @@ TRAIN = "review,stars\ngreat,5\nawful,1\nfine,4\nbad,2\n"
 
 
 @pytest.mark.parametrize("dev, num_labels, message", [
-    ("review,stars\ngreat,5\nodd,NaN\n".encode(), 1,
+    (b"review,stars\ngreat,5\nodd,NaN\n", 1,
      "dev.csv:3: column 'stars' is 'NaN'; valid: a finite number"),
-    ("review,stars\ngreat,5\nodd,1,2\n".encode(), 2, "dev.csv:3: 3 fields, expected 2"),
+    (b"review,stars\ngreat,5\nodd,1,2\n", 2, "dev.csv:3: 3 fields, expected 2"),
     ("review,stars\ngreat,5\ncafé,1\n".encode("latin-1"), 2,
      "dev.csv:3: byte 0xe9 is not UTF-8; data files must be UTF-8 text"),
 ], ids=["nan-label", "extra-field", "latin-1"])
