@@ -85,7 +85,8 @@ def selected_weights(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     renormalised to sum 1 when a token has several; a single expert keeps its probability."""
     weights = probs.gather(1, chosen)
     if chosen.shape[1] > 1:
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(probs.dtype).eps)
+        total = weights.sum(dim=-1, keepdim=True)
+        weights = weights / total.clamp(min=torch.finfo(probs.dtype).eps)
     return weights
 
 
