@@ -83,9 +83,10 @@ def validate_moe(cfg: DictConfig) -> None:
     """What ties MoE keys together: k against N (and GMoE copies), export, routing options."""
     moe = cfg.moe
     repeat = cfg.gate.get("expert_repeat", 1)
-    _require(moe.top_k <= moe.num_experts * repeat, "moe.top_k", moe.top_k,
-             f"1..moe.num_experts ({moe.num_experts})"
-             + (f" x gate.expert_repeat ({repeat})" if repeat != 1 else ""))
+    _require(moe.top_k <= moe.num_experts, "moe.top_k", moe.top_k,
+             f"1..moe.num_experts ({moe.num_experts})")
+    _require(repeat <= moe.num_experts, "gate.expert_repeat", repeat,
+             f"1..moe.num_experts ({moe.num_experts}): each expert joins that many groups")
     _require(not (moe.export_dense and repeat > 1), "moe.export_dense", moe.export_dense,
              "false with gate.expert_repeat > 1 (expert copies have no dense layout)")
     try:

@@ -150,7 +150,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     with expert_mode(model, train_as):
         result = fit(model, train_loader, evaluate_for_selection, accelerator, cfg.trainer,
                      tracker, aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0)
-                     if cfg.moe.enabled else 0.0, checkpoints=checkpoints, stop=stop)
+                     if cfg.moe.enabled else 0.0, checkpoints=checkpoints, stop=stop,
+                     slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0) if lora_enabled(cfg)
+                     else 1.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     if data.selection is None:
         reported = result.best_eval

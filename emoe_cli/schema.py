@@ -146,7 +146,7 @@ class LearnedGateSchema(TrainedGateSchema):
 @dataclass
 class CosineGateSchema(TrainedGateSchema):
     proj_dim: int = field(default=256, metadata=at_least(1))
-    temperature: float = field(default=0.07, metadata=positive())
+    temperature: float = field(default=0.5, metadata=positive())
 
 
 @dataclass

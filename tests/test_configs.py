@@ -32,7 +32,8 @@ def test_every_preset_composes(group):
 
 
 def test_model_presets_carry_their_paper_layers():
-    assert list(compose_config(["model=bert-base-cased"]).moe.layers) == [8, 10]
+    assert list(compose_config(["model=bert-base-cased"]).moe.layers) == [10]  # README.md:37
+    assert list(compose_config(["model=bert-base-uncased"]).moe.layers) == [8, 10]
     assert list(compose_config(["model=gpt2-xl"]).moe.layers) == [44]
     assert compose_config(["moe.layers=last_half"]).moe.layers == "last_half"
 

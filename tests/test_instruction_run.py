@@ -109,7 +109,7 @@ def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
                         "data.selection=heldout", "data.selection_fraction=0.25"]), tmp_path)
     record = _record(tmp_path)
     assert record["selection"] == "heldout"  # 18 records train, 6 select, 6 report
-    assert record["status"] == "completed" and record["method"] == "emoe_lora_standard"
+    assert record["status"] == "completed" and record["method"] == "lora_emoe"
     assert record["id"]["num_examples"] == 6  # a quarter of the 24 training records
     assert 0 < record["lora"]["trainable_fraction"] < 0.5
 

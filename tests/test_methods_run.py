@@ -55,8 +55,10 @@ def test_run_records_receipt_saves_and_exports_dense(shared_data, minilm_path, t
     ("gate.capacity_factor=0", "capacity_factor=0 is invalid; valid: a positive number or null"),
     ("gate=cosine gate.expert_repeat=2 moe.export_dense=true",
      "moe.export_dense=True is invalid; valid: false with gate.expert_repeat > 1"),
-    ("gate=cosine moe.num_experts=1 moe.top_k=3 gate.expert_repeat=2",
-     "moe.top_k=3 is invalid; valid: 1..moe.num_experts (1) x gate.expert_repeat (2)"),
+    ("gate=cosine moe.num_experts=2 moe.top_k=3 gate.expert_repeat=2",
+     "moe.top_k=3 is invalid; valid: 1..moe.num_experts (2)"),
+    ("gate=cosine moe.num_experts=2 moe.top_k=1 gate.expert_repeat=3",
+     "gate.expert_repeat=3 is invalid; valid: 1..moe.num_experts (2): each expert joins"),
 ])
 def test_bad_method_switches_are_one_line_errors(override, message, tmp_path, capsys):
     with pytest.raises(SystemExit):

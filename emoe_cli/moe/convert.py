@@ -46,7 +46,8 @@ def emoefy(
     which experts a token gets (`top`, the `other` N - k, `bottom`); `select` what scores
     them for avg_k (see `activation_scores`); `capacity_factor` drops tokens beyond each
     expert's capacity (None: dropless). `expert_repeat` > 1 is GMoE's option: every expert
-    is copied that many times (new parameters; trained gates only). `gate_options` go to
+    gets its own copy of that many consecutive groups (new parameters; trained gates only;
+    `repeat_experts`). `gate_options` go to
     the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
     temperature, noise). `execution` (`auto`, `masked`, `sparse`) picks how the layers
     compute the same function. Returns `model` for chaining.
@@ -57,12 +58,10 @@ def emoefy(
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
     if execution not in EXECUTIONS:
         raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
-    check_repeat(gate, expert_repeat)
-    total = num_experts * expert_repeat
-    if not 1 <= top_k <= total:
-        copies = f" x expert_repeat={expert_repeat}" if expert_repeat > 1 else ""
-        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}{copies}")
-    check_selection(selection, top_k, total)
+    check_repeat(gate, expert_repeat, num_experts)
+    if not 1 <= top_k <= num_experts:
+        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
+    check_selection(selection, top_k, num_experts)
     check_routing(gate, select, capacity_factor)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
@@ -78,7 +77,7 @@ def emoefy(
         else:
             expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
         ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
-        router = make_router(gate, total, ffn.w1.shape[1], gate_options)
+        router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution).to(ffn.w1.device)
         moe.expert_repeat = expert_repeat
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
@@ -95,9 +94,11 @@ def check_selection(selection: str, top_k: int, num_experts: int) -> None:
                          f"the top-k, none when top_k={top_k}; valid: top_k < {num_experts}")
 
 
-def check_repeat(gate: str, expert_repeat: int) -> None:
-    if not isinstance(expert_repeat, int) or expert_repeat < 1:
-        raise ValueError(f"expert_repeat={expert_repeat!r} is invalid; valid: an integer >= 1")
+def check_repeat(gate: str, expert_repeat: int, num_experts: int) -> None:
+    if (not isinstance(expert_repeat, int) or isinstance(expert_repeat, bool)
+            or not 1 <= expert_repeat <= num_experts):
+        raise ValueError(f"expert_repeat={expert_repeat!r} is invalid; valid: an integer from 1 "
+                         f"to num_experts={num_experts} (each expert joins that many groups)")
     if expert_repeat > 1 and not getattr(ROUTERS[gate], "weighted", False):
         raise ValueError(f"expert_repeat={expert_repeat} makes identical copies that gate="
                          f"{gate!r} would score alike; valid: a trained gate (cosine, learned)")
@@ -105,9 +106,11 @@ def check_repeat(gate: str, expert_repeat: int) -> None:
 
 def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
                    repeat: int) -> tuple[DenseFFN, torch.Tensor]:
-    """GMoE's expert repeat: `repeat` copies of every expert, copy r of expert e numbered
-    e + r·N. Copies start equal and drift apart in training; with N = 1 every expert is
-    a copy of the whole FFN, as GMoE builds them."""
+    """GMoE's expert repeat as the official code builds it (`Language/moe_utils.py`, lines
+    110-124): expert e owns the neurons of groups e, e + 1, ..., e + repeat - 1 (mod N), its
+    own copy of them. Stored as `repeat` tiles of the FFN where tile r gives neuron n to
+    expert (group(n) - r) mod N, so tile 0 keeps the original assignment. With repeat = N
+    every expert is a copy of the whole FFN (the official GMoE runs: 6 of 6, 8 of 8)."""
     if repeat == 1:
         return ffn, expert_of_neuron
 
@@ -117,7 +120,7 @@ def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
     copies = DenseFFN(w1=tile(ffn.w1), b1=tile(ffn.b1), w2=tile(ffn.w2, dim=1), b2=ffn.b2,
                       act=ffn.act, dropout=ffn.dropout, w_up=tile(ffn.w_up), b_up=tile(ffn.b_up))
     num_experts = int(expert_of_neuron.max()) + 1
-    return copies, torch.cat([expert_of_neuron + r * num_experts for r in range(repeat)])
+    return copies, torch.cat([(expert_of_neuron - r) % num_experts for r in range(repeat)])
 
 
 def check_routing(gate: str, select: str, capacity_factor: float | None) -> None:

@@ -79,6 +79,17 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return layer
 
 
+def selected_weights(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """A trained router's weights, as Tutel computes them (`tutel/tutel/impls/fast_dispatch.py`,
+    lines 148 and 170-172): each chosen expert's softmax probability over all experts,
+    renormalised to sum 1 when a token has several; a single expert keeps its probability."""
+    weights = probs.gather(1, chosen)
+    if chosen.shape[1] > 1:
+        total = weights.sum(dim=-1, keepdim=True)
+        weights = weights / total.clamp(min=torch.finfo(probs.dtype).eps)
+    return weights
+
+
 class EMoEFeedForward(nn.Module):
     """Dense FFN split into `num_experts` equal experts; each token uses its `top_k` best.
 
@@ -86,7 +97,7 @@ class EMoEFeedForward(nn.Module):
     the dense FFN with the activations of unselected blocks zeroed. Selected experts are
     summed with weight 1 and `b2` is added once, so `top_k == num_experts` is exactly the
     dense layer. `expert_of_neuron` keeps the original neuron order. Trained routers
-    (`weighted = True`) weight experts by a softmax over the selected logits and leave a
+    (`weighted = True`) weight experts by their softmax probability (`selected_weights`) and leave a
     load-balancing loss in `aux_loss` after each training forward.
 
     `execution` picks how the same function is computed: `masked` (the dense FFN, then
@@ -148,9 +159,10 @@ class EMoEFeedForward(nn.Module):
         if not self.weighted:
             weights = torch.ones_like(scores)
         else:
+            probs = logits.float().softmax(dim=-1)
             if self.training:
-                self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
-            weights = scores.softmax(dim=-1)
+                self.aux_loss = load_balancing_loss(probs, chosen)
+            weights = selected_weights(probs, chosen).to(scores.dtype)
         if self.capacity_factor is not None:  # dropped pairs keep weight 0
             weights = drop_over_capacity(chosen, weights, self.num_experts, self.capacity_factor)
         return chosen, weights

@@ -77,16 +77,23 @@ class LearnedRouter(nn.Module):
 
 
 class CosineRouter(LearnedRouter):
-    """GMoE-style: cosine similarity between a low-dimensional projection of the token and
-    learned expert embeddings, over a learned temperature."""
+    """GMoE's router, as the official Tutel gate builds it (`tutel/tutel/gates/cosine_top.py`,
+    lines 8-34): cosine similarity between a linear projection (with bias) of the token and
+    learned expert embeddings (initialised N(0, 0.01)), divided by a learned temperature that
+    starts at `temperature` (the gate's `init_t`, 0.5) and never falls below 0.01."""
 
     def __init__(self, num_experts: int, hidden_size: int, proj_dim: int = 256,
-                 temperature: float = 0.07, noise: float = 0.0) -> None:
+                 temperature: float = 0.5, noise: float = 0.0) -> None:
         super().__init__(num_experts, hidden_size, init="random", noise=noise)
-        proj_dim = min(proj_dim, hidden_size)
-        self.proj = nn.Linear(hidden_size, proj_dim, bias=False)
+        self.proj = nn.Linear(hidden_size, proj_dim)
         self.weight = nn.Parameter(torch.empty(num_experts, proj_dim))
         self.log_temperature = nn.Parameter(torch.tensor(float(temperature)).log())
+
+    @torch.no_grad()
+    def initialise(self, key_rows: torch.Tensor) -> None:
+        """Expert embeddings at random, whatever the keys: the cosine gate never starts from
+        them (`Language/moe_utils.py`, lines 177-184)."""
+        nn.init.normal_(self.weight, mean=0.0, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = F.normalize(self.proj(x), dim=-1)

@@ -35,7 +35,7 @@ def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
     for index, _, layer in converted_layers(model):
         copies = getattr(layer, "expert_repeat", 1)
         layers.append({
-            "index": index, "num_experts": layer.num_experts // copies, "top_k": layer.top_k,
+            "index": index, "num_experts": layer.num_experts, "top_k": layer.top_k,
             "expert_repeat": copies, "gate": getattr(layer, "gate", "avg_k"),
             "gate_options": getattr(layer, "gate_options", {}),
             **{k: getattr(layer, k) for k in ROUTING_SETTINGS if hasattr(layer, k)},

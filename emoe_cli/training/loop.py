@@ -24,30 +24,49 @@ from emoe_cli.training.signals import StopRequest
 log = logging.getLogger("emoe")
 
 
-def build_optimizer(model: torch.nn.Module, trainer_cfg) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters; biases and norms get no weight decay."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+FAST_PARAMETERS = ("lora", "classifier", "score")  # at the full lr under LoRA
+
+
+def build_optimizer(model: torch.nn.Module, trainer_cfg,
+                    slow_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters; biases and norms get no weight decay.
+
+    Under LoRA the official PEFT script trains adapters and the head at the learning rate
+    and every other trainable parameter (routers, tuned blocks) at a tenth of it
+    (`Language/search_glue_no_trainer_peft.py`, lines 617-637): `slow_lr_scale` is that
+    factor, matched like the script by name parts (1.0: one learning rate for all).
+    """
+    groups = {}
+    for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": trainer_cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=trainer_cfg.lr)
+            fast = slow_lr_scale == 1.0 or any(part in name for part in FAST_PARAMETERS)
+            groups.setdefault((fast, parameter.ndim < 2), []).append(parameter)
+    lr = trainer_cfg.lr
+    return torch.optim.AdamW(
+        [{"params": params, "lr": lr if fast else lr * slow_lr_scale,
+          "weight_decay": 0.0 if no_decay else trainer_cfg.weight_decay}
+         for (fast, no_decay), params in sorted(groups.items(), key=_group_order)], lr=lr)
+
+
+def _group_order(item) -> tuple[bool, bool]:
+    (fast, no_decay), _ = item
+    return not fast, no_decay  # fast before slow, decay before no decay
 
 
 def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callable[[], dict],
         accelerator: Accelerator, trainer_cfg, tracker: NullTracker | None = None,
         aux_loss_weight: float = 0.0, checkpoints: CheckpointStore | None = None,
-        stop: StopRequest | None = None) -> TrainingState:
+        stop: StopRequest | None = None, slow_lr_scale: float = 1.0) -> TrainingState:
     """Train `model` (already prepared by `accelerator`); `evaluate_epoch` scores the ID split.
 
     With `checkpoints`, the state is saved after every epoch (and when `stop` is requested)
     and an existing checkpoint is resumed from, ending with the metrics an uninterrupted run
     would have. With `aux_loss_weight`, the routers' load-balancing losses join the task loss.
+    `slow_lr_scale` goes to `build_optimizer`.
     """
     tracker = tracker or NullTracker()
     moe_layers = list(emoe_modules(accelerator.unwrap_model(model)))
-    optimizer = build_optimizer(model, trainer_cfg)
+    optimizer = build_optimizer(model, trainer_cfg, slow_lr_scale)
     attach_router_refresh(optimizer, accelerator.unwrap_model(model))
     steps_per_epoch = math.ceil(len(train_loader) / trainer_cfg.gradient_accumulation_steps)
     total_steps = trainer_cfg.max_steps or trainer_cfg.epochs * steps_per_epoch

@@ -32,6 +32,8 @@ LORA_MODES = ("standard", "moe_layers", "emoe")
 EXTRA_ATTENTION_TARGETS = {"vit": ("query", "value", "q_proj", "v_proj"),
                            "deit": ("query", "value", "q_proj", "v_proj")}
 CLASSIFIER_HEADS = ("classifier", "score")
+# Name parts of the input embeddings, which the official LoRA runs never train.
+EMBEDDINGS = frozenset({"embeddings", "wte", "wpe", "embed_tokens"})
 
 
 def lora_enabled(cfg: DictConfig) -> bool:
@@ -40,19 +42,25 @@ def lora_enabled(cfg: DictConfig) -> bool:
 
 
 def lora_method(base: str, cfg: DictConfig) -> str:
-    """The run's `method` given the one without LoRA (`dense`, `emoe`, ...): `lora` or
-    `lora_moe_layers` on a dense model; `emoe_lora` (or `<gate method>_lora`) for `lora=emoe`;
-    `<gate method>_lora_standard` for frozen experts under standard LoRA; `_blocks` when
-    whole blocks are tuned too (`lora.train_blocks`).
+    """The run's `method` given the one without LoRA (`dense`, `emoe`, ...), named as the
+    `method=` presets are: `lora`, `lora_block` (whole blocks tuned too), `lora_emoe` /
+    `lora_gmoe` / `lora_emoe_learn` for the official runs (standard LoRA next to the converted
+    layer); `lora_moe_layers` on a dense model; `emoe_lora` (or `<gate method>_lora`) for
+    adapters on the experts (`lora=emoe`); `_blocks` when whole blocks are tuned otherwise.
     """
     if not lora_enabled(cfg):
         return base
-    mode = cfg.lora.mode
+    mode, blocks = cfg.lora.mode, bool(cfg.lora.get("train_blocks"))
+    if mode == "standard":
+        if base == "dense":
+            return "lora_block" if blocks else "lora"
+        if base == "gmoe" or not blocks:  # GMoE's official run tunes its block whole
+            return f"lora_{base}"
     if base == "dense":
         method = "lora" if mode == "standard" else f"lora_{mode}"
     else:
-        method = f"{base}_lora" if mode == "emoe" else f"{base}_lora_{mode}"
-    return method + ("_blocks" if cfg.lora.get("train_blocks") else "")
+        method = f"{base}_lora" if mode == "emoe" else f"lora_{base}"
+    return method + ("_blocks" if blocks else "")
 
 
 def validate_lora(cfg: DictConfig) -> None:
@@ -68,6 +76,10 @@ def validate_lora(cfg: DictConfig) -> None:
         raise UserError(f"lora.alpha={lora.alpha!r} is invalid; valid: a positive number")
     if not (isinstance(lora.dropout, (int, float)) and 0 <= lora.dropout < 1):
         raise UserError(f"lora.dropout={lora.dropout!r} is invalid; valid: a number in [0, 1)")
+    scale = lora.get("slow_lr_scale", 1.0)
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
+        raise UserError(f"lora.slow_lr_scale={scale!r} is invalid; valid: a positive number "
+                        "(0.1: the official PEFT script's lr / 10)")
     if lora.mode == "emoe" and not cfg.moe.enabled:
         raise UserError("lora=emoe tunes the converted layers, but moe=dense converts none; "
                         "valid: moe=emoe, or lora=moe_layers for the dense baseline")
@@ -81,17 +93,22 @@ def apply_lora_config(model: nn.Module, lora_cfg: DictConfig) -> nn.Module:
     try:
         return apply_lora(model, lora_cfg.mode, r=lora_cfg.r, alpha=lora_cfg.alpha,
                           dropout=lora_cfg.dropout, layers=lora_cfg.get("layers"),
-                          train_blocks=lora_cfg.get("train_blocks") or ())
+                          train_blocks=lora_cfg.get("train_blocks") or (),
+                          train_outside_blocks=lora_cfg.get("train_outside_blocks", False))
     except ValueError as error:
         raise UserError(f"lora: {error}") from error
 
 
 def apply_lora(model: nn.Module, mode: str, r: int = 8, alpha: float = 16,
-               dropout: float = 0.1, layers=None, train_blocks=()) -> nn.Module:
+               dropout: float = 0.1, layers=None, train_blocks=(),
+               train_outside_blocks: bool = False) -> nn.Module:
     """Wrap `model` in a peft LoRA model for `mode`; `layers` is used by `moe_layers`.
 
     `train_blocks` are fully fine-tuned next to the adapters: the original code's
     "LoRA + Block" baseline and its GMoE-with-LoRA runs (block 44 of GPT-2 XL).
+    `train_outside_blocks` also trains what lies outside every block except the embeddings
+    (GPT-2's final norm, BERT's pooler), as the official `--tune_moe_layers_only` runs do
+    (`Language/search_glue_no_trainer_peft.py`, lines 442-491).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -109,6 +126,12 @@ def apply_lora(model: nn.Module, mode: str, r: int = 8, alpha: float = 16,
             module.router.requires_grad_(True)
     for index in full:
         blocks[index].requires_grad_(True)
+    if train_outside_blocks:
+        inside = {id(p) for block in blocks for p in block.parameters()}
+        for name, parameter in model.named_parameters():
+            parts = set(name.split("."))  # peft's frozen copy of the head stays frozen
+            if id(parameter) not in inside and not parts & (EMBEDDINGS | {"original_module"}):
+                parameter.requires_grad_(True)
     return peft_model
 
 

@@ -17,9 +17,10 @@ def test_noisy_tune_scales_uniform_noise_by_each_weights_std():
     add_uniform_noise(model, 0.15, seed=0)
     for (name, noisy), clean in zip(model.named_parameters(), reference.parameters()):
         delta = noisy.detach() - clean.detach()
-        if clean.numel() < 2:
+        if clean.numel() < 2 or name.startswith("classifier."):  # the head is not perturbed
             assert torch.equal(delta, torch.zeros_like(delta)), name
             continue
+        assert delta.abs().max() > 0 or clean.std() == 0, name
         bound = (0.15 * clean.std() / 2).item()
         assert delta.abs().max() <= bound * (1 + 1e-5), name
         if clean.numel() >= 1000:  # uniform on [-b, b] has std b / sqrt(3)
@@ -86,7 +87,7 @@ def test_gmoe_copies_of_the_whole_ffn_start_as_the_dense_model(tmp_path):
                                          generator=torch.Generator().manual_seed(0))}
     expected = model_outputs(dense, inputs)
     count = sum(p.numel() for p in dense.parameters())
-    gmoe = emoefy(copy.deepcopy(dense), num_experts=1, top_k=2, layers=[1], gate="cosine",
+    gmoe = emoefy(copy.deepcopy(dense), num_experts=4, top_k=2, layers=[1], gate="cosine",
                   proj_dim=8, expert_repeat=4)
     layer = next(emoe_modules(gmoe))
     assert layer.num_experts == 4 and layer.w1.weight.shape == (4 * 64, 32)
@@ -114,3 +115,43 @@ def test_repeated_experts_save_exactly_but_refuse_a_dense_export(tmp_path):
         export_dense(model, tmp_path / "dense")
     with pytest.raises(ValueError, match="valid: a trained gate"):
         emoefy(tiny_bert(), num_experts=4, top_k=2, expert_repeat=2)
+
+
+def test_expert_repeat_gives_expert_e_its_own_copy_of_groups_e_to_e_plus_r_minus_1():
+    """The official construction (moe_utils.py:110-124), restated: expert e of N = 4 with
+    repeat 2 holds copies of the key rows of groups e and e + 1 (mod 4)."""
+    dense = tiny_bert()
+    model = emoefy(copy.deepcopy(dense), num_experts=4, top_k=2, layers=[0], gate="cosine",
+                   proj_dim=8, expert_repeat=2)
+    layer = next(emoe_modules(model))
+    group = layer.expert_of_neuron[:64]  # tile 0 keeps the clustered assignment
+    assert torch.equal(torch.bincount(group), torch.full((4,), 16))
+    keys = dense.bert.encoder.layer[0].intermediate.dense.weight.detach()
+    blocks = layer.w1.weight.detach().view(4, 32, 32)  # [expert, its neurons, d]
+    for expert in range(4):
+        owned = torch.isin(group, torch.tensor([expert, (expert + 1) % 4]))
+        expected = keys[owned]
+        got = blocks[expert]
+        # the same rows, as sets (order inside an expert does not change its function)
+        assert torch.equal(got[got[:, 0].argsort()], expected[expected[:, 0].argsort()])
+    assert layer.num_experts == 4 and layer.router.weight.shape[0] == 4
+
+
+def test_a_single_trained_expert_keeps_its_softmax_probability_as_weight():
+    """Tutel weights a top-1 expert by its probability over all experts (no renormalising);
+    with k > 1 the chosen probabilities are renormalised to sum 1."""
+    from emoe_cli.moe.layer import selected_weights
+
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    assert torch.equal(selected_weights(probs, torch.tensor([[0], [2]])),
+                       torch.tensor([[0.5], [0.8]]))
+    torch.testing.assert_close(selected_weights(probs, torch.tensor([[0, 1], [2, 0]])),
+                               torch.tensor([[0.625, 0.375], [0.8 / 0.9, 0.1 / 0.9]]))
+    model = emoefy(tiny_bert(), num_experts=4, top_k=1, layers=[0], gate="cosine", proj_dim=8,
+                   expert_repeat=4)
+    layer = next(emoe_modules(model))
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    chosen, weights = layer.route(x)
+    expected = layer.router(x).float().softmax(-1).gather(1, chosen)
+    torch.testing.assert_close(weights.float(), expected)
+    assert (weights < 1).all()

@@ -108,9 +108,14 @@ def test_avg_k_router_refreshes_from_the_lora_merged_keys():
     (["lora=moe_layers", "moe=dense"], "lora_moe_layers"),
     (["lora=emoe"], "emoe_lora"),
     (["lora=emoe", "gate=learned"], "emoe_learn_lora"),
-    (["lora=standard"], "emoe_lora_standard"),
+    (["lora=standard"], "lora_emoe"),
+    (["method=lora_emoe"], "lora_emoe"),
+    (["method=lora_gmoe"], "lora_gmoe"),
+    (["method=lora_emoe_learn"], "lora_emoe_learn"),
+    (["method=lora_block"], "lora_block"),
+    (["method=lora"], "lora"),
     (["lora=none"], "emoe"),
-    (["lora=standard", "moe=dense", "lora.train_blocks=[44]", "model=gpt2-xl"], "lora_blocks"),
+    (["lora=standard", "moe=dense", "lora.train_blocks=[44]", "model=gpt2-xl"], "lora_block"),
 ])
 def test_method_names_say_lora(overrides, method):
     assert method_name(compose_config(overrides)) == method
