@@ -127,17 +127,28 @@ def test_pairs_use_the_seeds_both_sides_have_and_say_how_many(tmp_path):
 
 
 def test_each_variant_pairs_with_the_dense_run_of_its_own_setting(tmp_path):
+    # emoe splits on train-set size and k, dense on train-set size only
     for n, dense, emoe in [(100, 0.5, 0.6), (1000, 0.7, 0.75)]:
         write(tmp_path / f"d{n}", "dense", 2e-5, 0, dense, data__max_train_samples=n)
-        write(tmp_path / f"e{n}", "emoe", 2e-5, 0, emoe, data__max_train_samples=n)
+        for k in (4, 8):
+            write(tmp_path / f"e{n}_{k}", "emoe", 2e-5, 0, emoe + k / 1000,
+                  data__max_train_samples=n, moe__top_k=k)
     runs = load_runs([tmp_path])
     paired = tables.paired(runs, resamples=200).sort_values("variant")
-    assert list(paired["variant"]) == ["data.max_train_samples=100",
-                                       "data.max_train_samples=1000"]
-    assert list(paired["id_diff"]) == pytest.approx([0.10, 0.05])
-    assert list(paired["pairs"]) == [1, 1]
+    assert list(paired["variant"]) == [
+        f"data.max_train_samples={n}, moe.top_k={k}" for n in (100, 1000) for k in (4, 8)]
+    assert list(paired["id_diff"]) == pytest.approx([0.104, 0.108, 0.054, 0.058])
+    assert list(paired["pairs"]) == [1, 1, 1, 1]
     cells = tables.cells(runs)
-    assert len(cells) == 4 and cells["step_vs_dense"].isna().all()  # no join blow-up
+    assert len(cells) == 6 and cells["step_vs_dense"].isna().all()  # no join blow-up
+
+
+def test_variants_of_one_method_pair_with_a_dense_that_has_none(tmp_path):
+    write(tmp_path / "d", "dense", 2e-5, 0, 0.5)
+    write(tmp_path / "e4", "emoe", 2e-5, 0, 0.6)
+    write(tmp_path / "e8", "emoe", 2e-5, 0, 0.7, moe__top_k=8)
+    paired = tables.paired(load_runs([tmp_path]), resamples=200).sort_values("variant")
+    assert list(paired["id_diff"]) == pytest.approx([0.1, 0.2])
 
 
 def test_runs_csv_names_each_runs_variant(tmp_path):
