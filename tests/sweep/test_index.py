@@ -89,10 +89,11 @@ def test_a_results_file_that_is_not_an_object_is_not_completed(tmp_path, caplog)
 
 
 def test_emoe_grid_status_and_reindex_survive_bad_files(tmp_path, monkeypatch, capsys, caplog):
+    from omegaconf import OmegaConf
+
     from emoe_cli.sweep.grid_cli import main
     from emoe_cli.sweep.identity import run_identity
     from emoe_cli.sweep.plan import job_config
-    from omegaconf import OmegaConf
 
     monkeypatch.chdir(tmp_path)
     cfg = job_config(["seed=0"])
