@@ -1,5 +1,7 @@
 """Errors caused by the user's input: reported as one line, never as a traceback."""
 
+import logging
+
 
 class UserError(Exception):
     """Bad config values, unknown names, missing files: the message says what would be valid."""
@@ -23,3 +25,14 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, signal_name: str, where: str) -> None:
         super().__init__(f"{signal_name}: stopped {where}; rerun the same command to resume")
         self.signal_name = signal_name
+
+
+def warnings_to_stderr(prog: str) -> None:
+    """Show the `emoe` logger's warnings as `prog: warning: ...` lines on stderr, when nothing
+    else (Hydra, a test runner, the caller) has set up logging: console commands use it."""
+    logger = logging.getLogger("emoe")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()  # stderr, looked up when a line is written
+    handler.setFormatter(logging.Formatter(f"{prog}: warning: %(message)s"))
+    logger.addHandler(handler)

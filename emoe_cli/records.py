@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -42,20 +44,74 @@ class RunRecord:
         return {**record, **extra}
 
 
+def finite_json(value: Any, where: str = "", found: list[str] | None = None) -> Any:
+    """`value` with every NaN or infinity replaced by None (JSON has no such numbers); the
+    dotted path of each one replaced is appended to `found`. Numpy scalars become plain
+    Python numbers."""
+    if isinstance(value, dict):
+        return {key: finite_json(item, f"{where}{key}.", found) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item, f"{where}{i}.", found) for i, item in enumerate(value)]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if math.isfinite(value):
+        return float(value)
+    if found is not None:
+        found.append(where.rstrip("."))
+    return None
+
+
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` so readers see the old file or the new one, never half of either."""
+    """Write `payload` so readers see the old file or the new one, never half of either.
+
+    Always strict JSON: non-finite numbers are written as null (`finite_json`), and
+    `allow_nan=False` turns any that slip through into an error here, not a file that
+    other tools cannot read.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as file:
-            json.dump(payload, file, indent=2, sort_keys=False, default=str)
+            json.dump(finite_json(payload), file, indent=2, sort_keys=False, default=str,
+                      allow_nan=False)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+class BadRecord(ValueError):
+    """A JSON file that is there but cannot be used; the message says why, in a few words."""
+
+
+def read_json_object(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """The JSON object in `path`, and whether it held a bare NaN or Infinity (read as None).
+
+    Older versions wrote non-finite scores as bare `NaN`, which is not JSON; reading it as
+    None (missing) keeps such records usable. Raises OSError when the file cannot be read
+    and BadRecord when it is not a JSON object (truncated, binary, a list, a number).
+    """
+    bare: list[str] = []
+
+    def missing(constant: str) -> None:
+        bare.append(constant)
+
+    try:
+        payload = json.loads(Path(path).read_bytes().decode("utf-8"), parse_constant=missing)
+    except UnicodeDecodeError as error:
+        raise BadRecord(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise BadRecord(f"not valid JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(payload, dict):
+        kind = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+            type(payload), "a number")
+        raise BadRecord(f"not a JSON object ({kind})")
+    return payload, bool(bare)
 
 
 def is_main_process() -> bool:
@@ -67,5 +123,9 @@ def save_record(record: RunRecord, output_dir: str | Path) -> Path:
     """Write results.json; in a multi-process run only the main process writes it."""
     path = Path(output_dir) / RESULTS_FILE
     if is_main_process():
-        write_json_atomic(path, record.to_dict())
+        non_finite: list[str] = []
+        payload = finite_json(record.to_dict(), found=non_finite)
+        if non_finite:  # written as null; say which, so a null reads as "was NaN/inf"
+            payload["non_finite"] = non_finite
+        write_json_atomic(path, payload)
     return path

@@ -55,3 +55,35 @@ def test_only_the_main_process_writes_the_record(tmp_path, monkeypatch):
     assert not save_record(record, tmp_path / "a").exists()
     monkeypatch.setenv("RANK", "0")
     assert save_record(record, tmp_path / "a").exists()
+
+
+def strict_load(path):
+    """json.loads that refuses NaN/Infinity, which are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"bare {constant}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_written_as_null_and_named(tmp_path):
+    import numpy as np
+
+    record = RunRecord(task="t", model="m", method="dense", seed=0, config={"x": 1.5},
+                       status="completed")
+    record.id = {"split": "validation", "metrics": {"mse": float("nan"), "pearson": 0.5},
+                 "score": float("nan")}
+    record.ood = {"a": {"score": float("inf"), "metrics": {"acc": np.float32(0.25)}}}
+    record.epochs = [{"epoch": 1, "loss": float("-inf")}]
+    written = strict_load(save_record(record, tmp_path))
+    assert written["id"]["score"] is None and written["id"]["metrics"]["mse"] is None
+    assert written["id"]["metrics"]["pearson"] == 0.5
+    assert written["ood"]["a"]["score"] is None and written["ood"]["a"]["metrics"]["acc"] == 0.25
+    assert written["epochs"][0]["loss"] is None
+    assert written["non_finite"] == ["id.metrics.mse", "id.score", "ood.a.score",
+                                     "epochs.0.loss"]
+
+
+def test_every_json_the_runner_writes_is_strict(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"v": [1.0, float("nan")], "n": {"k": float("inf")}})
+    assert strict_load(tmp_path / "a.json") == {"v": [1.0, None], "n": {"k": None}}
+    record = RunRecord(task="t", model="m", method="dense", seed=0, config={})
+    assert "non_finite" not in strict_load(save_record(record, tmp_path))

@@ -47,7 +47,7 @@ def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
         for name, tensor in state.items():
             routers[f"{index}.{name}"] = tensor.detach().cpu().contiguous()
     spec = {"format": FORMAT_VERSION, "layers": layers}
-    (path / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+    (path / SPEC_FILE).write_text(json.dumps(spec, indent=1, allow_nan=False))
     save_file(routers, str(path / ROUTERS_FILE))
     return path
 

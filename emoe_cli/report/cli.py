@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from emoe_cli.errors import UserError
+from emoe_cli.errors import UserError, warnings_to_stderr
 from emoe_cli.report import plots, render, tables
 from emoe_cli.report.runs import flat_runs, load_runs
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resamples", type=int, default=10_000,
                         help="bootstrap resamples for the paired intervals")
     args = parser.parse_args(argv)
+    warnings_to_stderr("emoe-report")  # a skipped file is one line, not silence
     try:
         markdown = build_report(args.folders, Path(args.out), args.resamples)
     except UserError as error:

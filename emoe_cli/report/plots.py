@@ -8,19 +8,23 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no display or global state needed
 
-from emoe_cli.report.render import SCALE
+from emoe_cli.report.render import SCALE, method_label
 
 
 def plot_model(cell_table: pd.DataFrame, title: str, path: Path) -> Path:
-    """One figure, two panels (ID, OOD avg): tasks on the x axis, a bar per method."""
+    """One figure, two panels (ID, OOD avg): tasks on the x axis, a bar per method (and
+    variant)."""
     tasks = sorted(cell_table["task"].unique())
-    methods = sorted(cell_table["method"].unique(), key=lambda m: (m != "dense", m))
+    labels = pd.Series([method_label(m, v) for m, v in zip(cell_table["method"],
+                                                             cell_table["variant"])],
+                       index=cell_table.index)
+    methods = sorted(labels.unique(), key=lambda m: (m.split(" (")[0] != "dense", m))
     width = 0.8 / len(methods)
     figure = Figure(figsize=(max(6, 1.6 * len(tasks) + 3), 3.6))
     axes = figure.subplots(1, 2)
     for axis, (column, label) in zip(axes, [("id", "ID score"), ("ood", "OOD average")]):
         for i, method in enumerate(methods):
-            rows = cell_table[cell_table["method"] == method].set_index("task").reindex(tasks)
+            rows = cell_table[labels == method].set_index("task").reindex(tasks)
             axis.bar(np.arange(len(tasks)) + i * width, SCALE * rows[f"{column}_mean"],
                      width, yerr=SCALE * rows[f"{column}_std"].fillna(0), capsize=3,
                      label=method)

@@ -33,22 +33,29 @@ def _ratio(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.2f}×"
 
 
+def method_label(method: str, variant: str) -> str:
+    """`emoe`, or `emoe (moe.top_k=8)` when the row's settings differ from another's."""
+    return f"{method} ({variant})" if variant else method
+
+
 def _row_label(frame: pd.DataFrame) -> list[str]:
-    """Model and method; the selection rule only when the table mixes several."""
+    """Model and method (with its variant); the selection rule only when the table mixes
+    several."""
     mixed = frame["selection"].nunique() > 1
-    return [f"{m} · {meth}" + (f" ({sel})" if mixed else "")
-            for m, sel, meth in zip(frame["model"], frame["selection"], frame["method"])]
+    return [f"{m} · {method_label(meth, var)}" + (f" ({sel})" if mixed else "")
+            for m, sel, meth, var in zip(frame["model"], frame["selection"], frame["method"],
+                                         frame["variant"])]
 
 
 def summary_view(cell_table: pd.DataFrame, summary_table: pd.DataFrame) -> pd.DataFrame:
     """Rows model · method; a column per task with mean ± std (n); averages; costs."""
     tasks = sorted(cell_table["task"].unique())
     view = pd.DataFrame({"model · method": _row_label(summary_table)})
-    lookup = cell_table.set_index(["model", "selection", "method", "task"])
+    lookup = cell_table.set_index(["model", "selection", "method", "variant", "task"])
     for task in tasks:
         texts = []
         for _, row in summary_table.iterrows():
-            key = (row["model"], row["selection"], row["method"], task)
+            key = (row["model"], row["selection"], row["method"], row["variant"], task)
             cell = lookup.loc[key] if key in lookup.index else None
             texts.append("–" if cell is None else mean_std(cell["id_mean"], cell["id_std"],
                                                            int(cell["n"])))
@@ -74,7 +81,8 @@ def cells_view(cell_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_view(paired_table: pd.DataFrame) -> pd.DataFrame:
-    """Method − dense per cell, with the 95 % bootstrap interval, in points (×100)."""
+    """Method − dense per cell, with the 95 % bootstrap interval, in points (×100); n is the
+    seeds paired, with each side's count when some seed has no twin."""
 
     def diff(row, metric):
         return (f"{SCALE * row[f'{metric}_diff']:+.2f} "
@@ -82,7 +90,9 @@ def paired_view(paired_table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "model · method": _row_label(paired_table), "task": paired_table["task"],
-        "seeds": paired_table["pairs"],
+        "n paired": [str(p) if p == m == d else f"{p} (of {m} and {d} dense)"
+                     for p, m, d in zip(paired_table["pairs"], paired_table["n_method"],
+                                        paired_table["n_dense"])],
         "Δ ID [95% CI]": [diff(r, "id") for _, r in paired_table.iterrows()],
         "Δ OOD avg [95% CI]": [diff(r, "ood_avg") for _, r in paired_table.iterrows()],
     })

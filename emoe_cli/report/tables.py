@@ -1,5 +1,9 @@
 """The paper's protocol on a table of runs: per cell, the learning rate with the best mean ID
-score, then mean ± std over seeds at that rate; paired per-seed differences against dense."""
+score, then mean ± std over seeds at that rate; paired per-seed differences against dense.
+
+A cell is (model, selection, task, method, variant): its runs differ in seed and learning
+rate only (`variants.py`), so an ablation's settings never average into one row.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from emoe_cli.report.stats import bootstrap_ci
+from emoe_cli.report.variants import BASELINE
 
-CELL = ["model", "selection", "task", "method"]
-BASELINE = "dense"
+CELL = ["model", "selection", "task", "method", "variant"]
+TASK = ["model", "selection", "task"]
 
 
 def best_lr(group: pd.DataFrame) -> float:
@@ -30,7 +35,8 @@ def at_best_lr(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, selection, task, method): mean ± std over seeds, n, and costs.
+    """One row per cell (model, selection, task, method, variant): mean ± std over seeds, n,
+    and costs (the step time relative to the dense cell of the same setting).
 
     `std` is the sample standard deviation (NaN with one seed); `lrs` counts the learning
     rates tried, so an incomplete grid is visible next to `n`.
@@ -44,18 +50,19 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
         "ood_mean": grouped["ood_avg"].mean(), "ood_std": grouped["ood_avg"].std(),
         "active_params": grouped["active_params"].mean(),
         "step_seconds": grouped["step_seconds"].mean(),
+        "dense_variant": grouped["dense_variant"].first(),
     }).reset_index()
-    dense = table[table["method"] == BASELINE].set_index(["model", "selection", "task"])
+    dense = table[table["method"] == BASELINE].set_index([*TASK, "variant"])
     base_step = table.join(dense["step_seconds"].rename("dense_step"),
-                           on=["model", "selection", "task"])["dense_step"]
+                           on=[*TASK, "dense_variant"])["dense_step"]
     table["step_vs_dense"] = table["step_seconds"] / base_step
     return table
 
 
 def summary(cell_table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's wide table: a row per (model, selection, method), ID mean per task, then
-    the ID and OOD averages over tasks (of the per-task means) and the cost columns."""
-    keys = ["model", "selection", "method"]
+    """The paper's wide table: a row per (model, selection, method, variant), ID mean per
+    task, then the ID and OOD averages over tasks (of the per-task means) and the costs."""
+    keys = ["model", "selection", "method", "variant"]
     wide = cell_table.pivot_table(index=keys, columns="task", values="id_mean")
     grouped = cell_table.groupby(keys)
     wide["id_avg"] = grouped["id_mean"].mean()
@@ -71,24 +78,28 @@ def paired(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
     """Per-seed differences (method − dense) at each side's selected learning rate.
 
     Seeds pair up because a seed fixes the data order and initialisation of the head for
-    both; the bootstrap resamples seeds (95 % percentile interval).
+    both; only seeds both sides have are paired (`pairs`; `n_method` and `n_dense` say how
+    many each side had), and each variant is compared with the dense cell of its own
+    setting. The bootstrap resamples seeds (95 % percentile interval).
     """
     selected = at_best_lr(runs)
-    keys = ["model", "selection", "task"]
-    dense = selected[selected["method"] == BASELINE].set_index([*keys, "seed"])
+    dense = selected[selected["method"] == BASELINE].set_index([*TASK, "variant", "seed"])
+    dense_n = dense.groupby(level=[*TASK, "variant"]).size()
     rows = []
     for cell, group in selected[selected["method"] != BASELINE].groupby(CELL):
-        joined = group.join(dense[["id", "ood_avg"]], on=[*keys, "seed"], rsuffix="_dense",
-                            how="inner")
+        joined = group.join(dense[["id", "ood_avg"]], on=[*TASK, "dense_variant", "seed"],
+                            rsuffix="_dense", how="inner")
         if joined.empty:
             continue
-        row = dict(zip(CELL, cell), pairs=len(joined))
+        baseline = (*cell[:3], group["dense_variant"].iloc[0])
+        row = dict(zip(CELL, cell), pairs=len(joined), n_method=group["seed"].nunique(),
+                   n_dense=int(dense_n[baseline]))
         for metric in ("id", "ood_avg"):
             diffs = (joined[metric] - joined[f"{metric}_dense"]).to_numpy(dtype=float)
             low, high = bootstrap_ci(diffs, resamples)
             row.update({f"{metric}_diff": float(np.mean(diffs)), f"{metric}_low": low,
                         f"{metric}_high": high})
         rows.append(row)
-    columns = [*CELL, "pairs", "id_diff", "id_low", "id_high", "ood_avg_diff", "ood_avg_low",
-               "ood_avg_high"]
+    columns = [*CELL, "pairs", "n_method", "n_dense", "id_diff", "id_low", "id_high",
+               "ood_avg_diff", "ood_avg_low", "ood_avg_high"]
     return pd.DataFrame(rows, columns=columns)

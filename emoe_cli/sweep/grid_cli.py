@@ -16,6 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from emoe_cli.config import check_group_choices
+from emoe_cli.errors import warnings_to_stderr
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import find_completed, reindex
 from emoe_cli.sweep.plan import grid_sizes, job_config, planned_runs, sweep_config
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="add every completed results.json under DIR to the index")
     parser.add_argument("overrides", nargs="*", help="as for emoe-run --multirun")
     args = parser.parse_args(argv)
+    warnings_to_stderr("emoe-grid")  # a damaged index entry or record is one line
     problem = check_group_choices(args.overrides)
     if problem:
         print(f"emoe-grid: error: {problem}", file=sys.stderr)

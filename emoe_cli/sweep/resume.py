@@ -26,7 +26,8 @@ def skip_run(twin: Path, output_dir: str | Path) -> float | None:
     """Note the skip in the job's folder and hand the earlier ID score back to the sweeper."""
     skipped_marker(output_dir, twin)
     print(f"emoe-run: skipped, already completed: {twin}", flush=True)
-    return (read_record(twin) or {}).get("id", {}).get("score")
+    result = (read_record(twin) or {}).get("id")
+    return result.get("score") if isinstance(result, dict) else None
 
 
 def remember_completed(sweep_cfg: DictConfig, identity: str, results: Path) -> None:
