@@ -17,7 +17,7 @@ def build_report(folders: list[str], out: Path, resamples: int = 10_000) -> str:
     if runs.empty:
         raise UserError(f"emoe-report: no completed results.json under {', '.join(folders)}")
     cell_table = tables.cells(runs)
-    summary_table = tables.summary(cell_table)
+    summary_table = tables.summary(cell_table, tables.ood_ranks(runs))
     paired_table = tables.paired(runs, resamples)
     views = {"summary": render.summary_view(cell_table, summary_table),
              "cells": render.cells_view(cell_table),

@@ -63,6 +63,8 @@ def summary_view(cell_table: pd.DataFrame, summary_table: pd.DataFrame) -> pd.Da
     view["tasks"] = summary_table["tasks"].astype(int)  # averages over different sets differ
     view["ID avg"] = [_num(SCALE * v) for v in summary_table["id_avg"]]
     view["OOD avg"] = [_num(SCALE * v) for v in summary_table["ood_avg"]]
+    if "ood_rank" in summary_table:  # the paper's average Friedman rank (lower is better)
+        view["OOD rank"] = [_num(v) for v in summary_table["ood_rank"]]
     view["active FFN params/token"] = [_params(v) for v in summary_table["active_params"]]
     view["step time vs dense"] = [_ratio(v) for v in summary_table["step_vs_dense"]]
     return view

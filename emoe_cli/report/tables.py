@@ -59,9 +59,37 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def summary(cell_table: pd.DataFrame) -> pd.DataFrame:
+def ood_ranks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's average Friedman rank over OOD sets, per (model, selection, method, variant).
+
+    On every OOD set (of every task) the rows of one model and selection rule are ranked by
+    their mean score over seeds at the selected learning rate, 1 the best, ties sharing the
+    mean of their places; a row's rank is the mean over the OOD sets that every row has
+    (`ood_sets` counts them), so each set is a complete block as Friedman's test needs.
+    """
+    columns = ["model", "selection", "method", "variant", "ood_rank", "ood_sets"]
+    selected = at_best_lr(runs)
+    long = [{**dict(zip(CELL, key)), "ood_set": name, "score": score}
+            for key, ood in zip(selected[CELL].itertuples(index=False), selected["ood"])
+            for name, score in ood.items()]
+    if not long:
+        return pd.DataFrame(columns=columns)
+    scores = pd.DataFrame(long).groupby([*CELL, "ood_set"])["score"].mean().reset_index()
+    rows = []
+    for (model, selection), group in scores.groupby(["model", "selection"]):
+        table = group.pivot_table(index=["task", "ood_set"], columns=["method", "variant"],
+                                  values="score").dropna()
+        ranks = table.rank(axis=1, ascending=False, method="average")
+        for (method, variant), mean_rank in ranks.mean().items():
+            rows.append({"model": model, "selection": selection, "method": method,
+                         "variant": variant, "ood_rank": mean_rank, "ood_sets": len(ranks)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary(cell_table: pd.DataFrame, ranks: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's wide table: a row per (model, selection, method, variant), ID mean per
-    task, then the ID and OOD averages over tasks (of the per-task means) and the costs."""
+    task, then the ID and OOD averages over tasks (of the per-task means), the average OOD
+    Friedman rank (`ood_ranks`, when given) and the costs."""
     keys = ["model", "selection", "method", "variant"]
     wide = cell_table.pivot_table(index=keys, columns="task", values="id_mean")
     grouped = cell_table.groupby(keys)
@@ -71,7 +99,10 @@ def summary(cell_table: pd.DataFrame) -> pd.DataFrame:
     wide["active_params"] = grouped["active_params"].mean()
     wide["step_vs_dense"] = grouped["step_vs_dense"].mean()
     wide.columns.name = None
-    return wide.reset_index()
+    wide = wide.reset_index()
+    if ranks is not None:
+        wide = wide.merge(ranks, on=keys, how="left")
+    return wide
 
 
 def paired(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:

@@ -130,3 +130,21 @@ def test_heldout_selection_picks_the_rate_on_the_heldout_score(tmp_path):
             write_json_atomic(tmp_path / f"{lr}-{seed}" / "results.json", run)
     row = cell(tables.cells(load_runs([tmp_path])), "rte", "emoe")
     assert (row["selection"], row["lr"], row["id_mean"]) == ("heldout", 2e-5, pytest.approx(0.6))
+
+
+def test_friedman_rank_averages_places_over_complete_ood_sets_with_shared_ties(tmp_path):
+    """Three methods on one task's OOD sets x, y, z (one seed, one rate):
+    x: dense .5, emoe .7, gmoe .6 -> places 3, 1, 2
+    y: dense .8, emoe .8, gmoe .4 -> dense and emoe tie for 1-2 (1.5 each), gmoe 3
+    z: dense .3, emoe .9 (gmoe missing) -> not a complete block: left out.
+    Mean places: dense (3 + 1.5) / 2 = 2.25, emoe (1 + 1.5) / 2 = 1.25, gmoe (2 + 3) / 2 = 2.5."""
+    scores = {"dense": {"x": .5, "y": .8, "z": .3}, "emoe": {"x": .7, "y": .8, "z": .9},
+              "gmoe": {"x": .6, "y": .4}}
+    for method, ood in scores.items():
+        write_json_atomic(tmp_path / method / "results.json",
+                          record("rte", method, 2e-5, 0, 0.6, ood, 0.1))
+    ranks = tables.ood_ranks(load_runs([tmp_path])).set_index("method")
+    assert ranks["ood_rank"].to_dict() == {"dense": 2.25, "emoe": 1.25, "gmoe": 2.5}
+    assert set(ranks["ood_sets"]) == {2}
+    markdown = build_report([str(tmp_path)], tmp_path / "report", resamples=100)
+    assert "OOD rank" in markdown and "1.25" in markdown
