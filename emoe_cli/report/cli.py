@@ -19,11 +19,16 @@ def build_report(folders: list[str], out: Path, resamples: int = 10_000) -> str:
     cell_table = tables.cells(runs)
     summary_table = tables.summary(cell_table, tables.ood_ranks(runs))
     paired_table = tables.paired(runs, resamples)
+    ingredient_table = tables.ingredients(runs, resamples)
     views = {"summary": render.summary_view(cell_table, summary_table),
              "cells": render.cells_view(cell_table),
-             "paired": render.paired_view(paired_table)}
-    render.write_all(out, {"runs": flat_runs(runs), "cells": cell_table, "summary": summary_table,
-                           "paired": paired_table}, views)
+             "paired": render.paired_view(paired_table),
+             "ingredients": render.ingredients_view(ingredient_table)}
+    numeric = {"runs": flat_runs(runs), "cells": cell_table, "summary": summary_table,
+               "paired": paired_table}
+    if not ingredient_table.empty:
+        numeric["ingredients"] = ingredient_table
+    render.write_all(out, numeric, views)
     plots.plot_all(cell_table, out)
     return render.to_markdown(views)
 

@@ -12,6 +12,8 @@ TITLES = {
     "summary": "ID score per task (mean ± std over seeds at the best learning rate, ×100)",
     "cells": "Cells: selected learning rate, rates tried, seeds (×100)",
     "paired": "Method − dense, paired by seed (points, 95% bootstrap CI)",
+    "ingredients": "What each ingredient is worth: arm − reference, paired by seed (points, "
+                   "95% bootstrap CI)",
 }
 
 
@@ -97,6 +99,21 @@ def paired_view(paired_table: pd.DataFrame) -> pd.DataFrame:
                                         paired_table["n_dense"])],
         "Δ ID [95% CI]": [diff(r, "id") for _, r in paired_table.iterrows()],
         "Δ OOD avg [95% CI]": [diff(r, "ood_avg") for _, r in paired_table.iterrows()],
+    })
+
+
+def ingredients_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A row per (ingredient arm, reference): the paired ID and OOD-average differences."""
+
+    def diff(row, metric):
+        return (f"{SCALE * row[f'{metric}_diff']:+.2f} "
+                f"[{_num(SCALE * row[f'{metric}_low'])}, {_num(SCALE * row[f'{metric}_high'])}]")
+
+    return pd.DataFrame({
+        "model": table["model"], "task": table["task"], "arm": table["ingredient"],
+        "vs": table["reference"], "n paired": table["pairs"],
+        "Δ ID [95% CI]": [diff(r, "id") for _, r in table.iterrows()],
+        "Δ OOD avg [95% CI]": [diff(r, "ood_avg") for _, r in table.iterrows()],
     })
 
 

@@ -22,7 +22,8 @@ from emoe_cli.sweep.tally import SKIPPED_FILE
 
 log = logging.getLogger("emoe")
 COLUMNS = ["model", "selection", "task", "method", "variant", "lr", "seed", "select", "id",
-           "ood_avg", "ood", "active_params", "step_seconds", "dense_variant", "identity", "path"]
+           "ood_avg", "ood", "active_params", "step_seconds", "dense_variant", "ingredient",
+           "identity", "path"]
 BARE_NAN = "a bare NaN/Infinity (not valid JSON; an older emoe-run wrote it)"
 
 
@@ -63,6 +64,7 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     ood = {name: _score(result.get("score") if isinstance(result, dict) else None)
            for name, result in ood.items()}
     counts = record.get("ffn_params") if isinstance(record.get("ffn_params"), dict) else {}
+    ablation = config.get("ablation") if isinstance(config.get("ablation"), dict) else {}
     score = _score(_need(record, "id.score"))
     return {
         **row, "lr": lr,
@@ -71,6 +73,7 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "id": score, "ood_avg": np.mean(list(ood.values())) if ood else np.nan,
         "ood": ood, "active_params": counts.get("active_per_token", np.nan),
         "step_seconds": record.get("seconds_per_step") or np.nan,
+        "ingredient": ablation.get("ingredient"),  # conf/ingredient: one arm of that ablation
         "identity": record.get("identity"), "path": str(path), "setting": setting(config),
     }
 

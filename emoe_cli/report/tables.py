@@ -134,3 +134,43 @@ def paired(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
     columns = [*CELL, "pairs", "n_method", "n_dense", "id_diff", "id_low", "id_high",
                "ood_avg_diff", "ood_avg_low", "ood_avg_high"]
     return pd.DataFrame(rows, columns=columns)
+
+
+INGREDIENT_REFERENCES = ("dense", "official")  # conf/ingredient/: the two rows compared with
+
+
+def ingredients(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
+    """What each ingredient is worth: every arm of the `ingredient` ablation (runs whose
+    config has `ablation.ingredient`) minus the `dense` arm and minus the `official` arm,
+    paired by seed (only seeds both arms have; `pairs` says how many), at each arm's
+    selected learning rate, with 95 % bootstrap intervals over seeds."""
+    columns = [*TASK, "ingredient", "reference", "pairs", "id_diff", "id_low", "id_high",
+               "ood_avg_diff", "ood_avg_low", "ood_avg_high"]
+    arms = runs[runs["ingredient"].notna()]
+    if arms.empty:
+        return pd.DataFrame(columns=columns)
+    by_arm = [*TASK, "ingredient"]
+    chosen = arms.groupby(by_arm)[["lr", "select"]].apply(best_lr).rename("best_lr")
+    arms = arms.join(chosen, on=by_arm)
+    arms = arms[arms["lr"] == arms["best_lr"]].set_index([*by_arm, "seed"])
+    present = set(arms.index.droplevel("seed"))
+    rows = []
+    for (*task, ingredient), arm in arms.groupby(level=by_arm):
+        for reference in INGREDIENT_REFERENCES:
+            key = (*task, reference)
+            if ingredient in (reference, "dense") or key not in present:
+                continue
+            base = arms.xs(key, level=by_arm)
+            joined = arm.droplevel(by_arm).join(base[["id", "ood_avg"]], rsuffix="_ref",
+                                                how="inner")
+            if joined.empty:
+                continue
+            row = dict(zip(TASK, task), ingredient=ingredient, reference=reference,
+                       pairs=len(joined))
+            for metric in ("id", "ood_avg"):
+                diffs = (joined[metric] - joined[f"{metric}_ref"]).to_numpy(dtype=float)
+                low, high = bootstrap_ci(diffs, resamples)
+                row.update({f"{metric}_diff": float(np.mean(diffs)), f"{metric}_low": low,
+                            f"{metric}_high": high})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)

@@ -148,3 +148,28 @@ def test_friedman_rank_averages_places_over_complete_ood_sets_with_shared_ties(t
     assert set(ranks["ood_sets"]) == {2}
     markdown = build_report([str(tmp_path)], tmp_path / "report", resamples=100)
     assert "OOD rank" in markdown and "1.25" in markdown
+
+
+def test_ingredient_arms_are_paired_by_seed_against_dense_and_official_emoe(tmp_path):
+    """Arms (seed: ID, OOD): dense {0: .60/.40, 1: .62/.42}; official {0: .70/.50,
+    1: .66/.46}; no_token_dropping {0: .68/.50, 1: .70/.52, 2: .90/.90 (no twin)}.
+    no_token_dropping − official: ID (-.02 + .04) / 2 = +.01, OOD (0 + .06) / 2 = +.03;
+    − dense: ID (.08 + .08) / 2 = .08; official − dense: ID (.10 + .04) / 2 = .07."""
+    arms = {"dense": {0: (.60, .40), 1: (.62, .42)}, "official": {0: (.70, .50), 1: (.66, .46)},
+            "no_token_dropping": {0: (.68, .50), 1: (.70, .52), 2: (.90, .90)}}
+    for arm, seeds in arms.items():
+        for seed, (score, ood) in seeds.items():
+            run = record("sst2", "dense" if arm == "dense" else "emoe", 2e-5, seed, score,
+                         {"imdb": ood}, 0.1)
+            run["config"]["ablation"] = {"ingredient": arm}
+            run["identity"] = f"{arm}-{seed}"
+            write_json_atomic(tmp_path / arm / str(seed) / "results.json", run)
+    table = tables.ingredients(load_runs([tmp_path]), resamples=200)
+    got = {(r.ingredient, r.reference): (r.pairs, round(r.id_diff, 6), round(r.ood_avg_diff, 6))
+           for r in table.itertuples()}
+    assert got == {("no_token_dropping", "official"): (2, 0.01, 0.03),
+                   ("no_token_dropping", "dense"): (2, 0.08, 0.10),
+                   ("official", "dense"): (2, 0.07, 0.07)}
+    markdown = build_report([str(tmp_path)], tmp_path / "report", resamples=200)
+    assert "What each ingredient is worth" in markdown and "no_token_dropping" in markdown
+    assert (tmp_path / "report" / "ingredients.csv").is_file()
