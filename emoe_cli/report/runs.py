@@ -15,13 +15,16 @@ from emoe_cli.records import RESULTS_FILE
 
 log = logging.getLogger("emoe")
 COLUMNS = ["model", "selection", "task", "method", "lr", "seed", "select", "id", "ood_avg",
-           "ood", "active_params", "step_seconds", "identity", "path"]
+           "ood", "active_params", "step_seconds", "kept_share", "hidden_relative_l2",
+           "identity", "path"]
 
 
 def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """The numbers a report needs from one record (fractions, as recorded)."""
     ood = {name: result["score"] for name, result in record.get("ood", {}).items()}
     counts = record.get("ffn_params") or {}
+    receipt = record.get("conversion_receipt") or {}
+    kept = list((receipt.get("kept_share") or {}).values())
     return {
         "model": record["model"], "selection": record.get("selection", "dev"),
         "task": record["task"], "method": record["method"],
@@ -31,6 +34,9 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "id": record["id"]["score"], "ood_avg": np.mean(list(ood.values())) if ood else np.nan,
         "ood": ood, "active_params": counts.get("active_per_token", np.nan),
         "step_seconds": record.get("seconds_per_step") or np.nan,
+        # what conversion kept before training: mean over converted layers (NaN for dense)
+        "kept_share": np.mean(kept) if kept else np.nan,
+        "hidden_relative_l2": receipt.get("hidden_relative_l2", np.nan),
         "identity": record.get("identity"), "path": str(path),
     }
 

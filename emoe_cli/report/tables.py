@@ -30,7 +30,8 @@ def at_best_lr(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, selection, task, method): mean ± std over seeds, n, and costs.
+    """One row per (model, selection, task, method): mean ± std over seeds, n, costs, and
+    what conversion kept before training (`kept_share`, `hidden_relative_l2`: NaN for dense).
 
     `std` is the sample standard deviation (NaN with one seed); `lrs` counts the learning
     rates tried, so an incomplete grid is visible next to `n`.
@@ -44,6 +45,8 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
         "ood_mean": grouped["ood_avg"].mean(), "ood_std": grouped["ood_avg"].std(),
         "active_params": grouped["active_params"].mean(),
         "step_seconds": grouped["step_seconds"].mean(),
+        "kept_share": grouped["kept_share"].mean(),
+        "hidden_relative_l2": grouped["hidden_relative_l2"].mean(),
     }).reset_index()
     dense = table[table["method"] == BASELINE].set_index(["model", "selection", "task"])
     base_step = table.join(dense["step_seconds"].rename("dense_step"),
@@ -63,6 +66,8 @@ def summary(cell_table: pd.DataFrame) -> pd.DataFrame:
     wide["tasks"] = grouped["task"].nunique()
     wide["active_params"] = grouped["active_params"].mean()
     wide["step_vs_dense"] = grouped["step_vs_dense"].mean()
+    wide["kept_share"] = grouped["kept_share"].mean()
+    wide["hidden_relative_l2"] = grouped["hidden_relative_l2"].mean()
     wide.columns.name = None
     return wide.reset_index()
 
