@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_module
 from emoe_cli.analysis.conversion_table import conversion_table
 from emoe_cli.analysis.conversion_view import text_table
 from emoe_cli.errors import UserError
-from emoe_cli.inspection import check_overrides, inspect, top_ks
+from emoe_cli.inspection import check_overrides, inspect, inspect_layers, top_ks
 from emoe_cli.moe import emoefy
 from tests.conftest import tiny_bert
 
@@ -97,6 +97,12 @@ def test_bad_values_name_the_key_and_what_is_valid(tmp_path):
     with pytest.raises(UserError, match=r"inspect.top_k=\[8, 65\]: 65 is not a k for N=64; "
                                         r"valid: integers in 1..64"):
         top_ks([8, 65], 16, 64)
+    with pytest.raises(UserError, match=r"inspect.top_k=abc: abc is not a k for N=64"):
+        top_ks("abc", 16, 64)
+    assert inspect_layers("last_2", 6) == [4, 5]
+    with pytest.raises(UserError, match=r"inspect.layers=\[6\]: not blocks of this 6-layer "
+                                        r"model; valid: all, even, .* in 0..5"):
+        inspect_layers([6], 6)
     with pytest.raises(UserError, match="inspect.batch_size=0 is invalid; valid: an integer"):
         inspect(inspect_config(["inspect.batch_size=0"]), tmp_path)
     with pytest.raises(UserError, match="moe=dense has no experts to inspect"):
