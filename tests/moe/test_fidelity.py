@@ -95,3 +95,12 @@ def test_random_split_keeps_less_than_clustering_on_real_minilm(minilm_path, min
               for split in ("cluster", "random")}
     for layer in range(2):
         assert shares["random"][layer][16] < shares["cluster"][layer][16], (layer, shares)
+
+
+def test_pairs_dropped_at_capacity_are_not_kept():
+    dense = tiny_bert()
+    batch = _padded(dense)
+    shares = [kept_shares(emoefy(copy.deepcopy(dense), num_experts=4, top_k=2, layers=[1],
+                                 capacity_factor=factor), batch)[1][2]
+              for factor in (None, 0.5)]
+    assert 0 < shares[1] < shares[0]
