@@ -58,14 +58,14 @@ def test_table_shape_follows_layers_ks_and_splits():
 def test_inspect_writes_the_table_on_real_minilm(minilm2_dir, shared_data, tmp_path):
     cfg = inspect_config(["experiment=quickstart", f"data.root={shared_data}",
                           f"model.name_or_path={minilm2_dir}", "data.max_train_samples=64",
-                          "moe.layers=[1]", "inspect.top_k=range(8,25,8)",
+                          "moe.layers=[1]", "moe.num_experts=16", "inspect.top_k=range(2,7,4)",
                           "inspect.layers=all", "inspect.batch_size=8",
                           f"moe.cluster_cache={tmp_path / 'clusters'}"])
     rows, text = inspect(cfg, tmp_path)
-    assert len(rows) == 2 * 3 * (2 + 1)  # splits × k × (layers 0, 1 and moe.layers [1])
+    assert len(rows) == 2 * 2 * (2 + 1)  # splits × k × (layers 0, 1 and moe.layers [1])
     with (tmp_path / "inspect.csv").open() as file:
         table = list(csv.DictReader(file))
-    assert len(table) == len(rows) and {r["top_k"] for r in table} == {"8", "16", "24"}
+    assert len(table) == len(rows) and {r["top_k"] for r in table} == {"2", "6"}
     assert (tmp_path / "inspect.png").read_bytes()[:4] == b"\x89PNG"
     assert "8 training examples" in text and "moe.layers [1]" in text
     cluster = {(r.layers, r.top_k): r.kept_share for r in rows if r.split == "cluster"}
