@@ -16,6 +16,7 @@ from emoe_cli.openmp import sleep_when_idle
 sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
 import copy
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ from emoe_cli.moe.receipt import probe_batch
 from emoe_cli.schema import at_least, check_node
 from emoe_cli.workloads import build_workload
 
+# The output folder's ${emoe_uid:}, registered as emoe-run registers it (the same cached value).
+OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
+                                replace=True)
 PROG = "emoe-inspect"
 USER_ERROR_EXIT = 2
 LISTS = ("top_k", "layers")  # keys that take a list, so a range or a comma sweep becomes one

@@ -109,10 +109,15 @@ def test_bad_values_name_the_key_and_what_is_valid(tmp_path):
         inspect(inspect_config(["moe=dense"]), tmp_path)
 
 
-def test_console_script_prints_one_line_and_exits_2():
-    result = subprocess.run([sys.executable, "-m", "emoe_cli.inspection", "inspect.k=[8]"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "emoe-inspect: error: inspect.k is unknown; valid: inspect.top_k, inspect.layers, "
-        "inspect.batch_size, inspect.contrast"]
+def test_console_script_prints_one_line_and_exits_2(tmp_path):
+    """Before Hydra (an unknown key) and inside it (a bad value, after the run folder)."""
+    for override, line in [
+        ("inspect.k=[8]", "emoe-inspect: error: inspect.k is unknown; valid: inspect.top_k, "
+                          "inspect.layers, inspect.batch_size, inspect.contrast"),
+        (f"data.root={tmp_path / 'nope'}", f"emoe-inspect: error: data.root='{tmp_path}/nope' "
+                                           "is invalid; valid: an existing glue_data-style "
+                                           "directory, or null for the hub")]:
+        result = subprocess.run([sys.executable, "-m", "emoe_cli.inspection", override],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [line]
