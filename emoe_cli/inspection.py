@@ -19,7 +19,7 @@ import copy
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class InspectSchema:
     contrast: bool = True
 
 
-KEYS = tuple(InspectSchema.__dataclass_fields__)
+KEYS = tuple(spec.name for spec in fields(InspectSchema))
 
 
 def top_ks(value, configured: int, num_experts: int) -> list[int]:
@@ -122,7 +122,7 @@ def check_overrides(overrides: list[str]) -> tuple[list[str], str | None]:
 
 
 def measurement_config(cfg: DictConfig) -> DictConfig:
-    """The run's config less its OOD sets: only training examples are read."""
+    """The run's config less its OOD sets, which the measurement never reads."""
     trimmed = copy.deepcopy(cfg)
     with open_dict(trimmed):
         trimmed.task.ood = []
