@@ -24,6 +24,7 @@ from emoe_cli.method import convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
+from emoe_cli.moe.fidelity import pooled_hidden
 from emoe_cli.moe.noise import add_uniform_noise
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
@@ -109,13 +110,13 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     add_uniform_noise(model, cfg.moe.get("noise_lambda", 0.0), seed=cfg.seed)  # NoisyTune
 
     started = time.perf_counter()
-    if cfg.moe.enabled:  # convert, then prove k = N still gives the dense outputs
+    if cfg.moe.enabled:  # convert, prove k = N still gives the dense outputs, measure k
         probe = probe_batch(data.train, collate, cfg.moe.receipt_batch_size)
-        dense_outputs = model_outputs(model, probe)
+        dense_outputs, dense_hidden = model_outputs(model, probe), pooled_hidden(model, probe)
         convert(model, cfg)
         with moe_errors():
             record.extra["conversion_receipt"] = conversion_receipt(
-                model, probe, dense_outputs, cfg.moe.receipt_tolerance).to_dict()
+                model, probe, dense_outputs, cfg.moe.receipt_tolerance, dense_hidden).to_dict()
     record.timing["convert"] = time.perf_counter() - started
     record.extra["ffn_params"] = ffn_parameters(model)
     if lora_enabled(cfg):

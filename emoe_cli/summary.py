@@ -31,4 +31,16 @@ def summary_table(record: dict[str, Any], results_path: str) -> str:
     if record.get("best_epoch"):
         title += f" · best epoch {record['best_epoch']}"
     timing = "  ".join(f"{k} {v:.1f}s" for k, v in record["timing"].items())
-    return "\n".join([title, *lines, f"timing: {timing}", f"record: {results_path}"])
+    receipt = receipt_line(record.get("conversion_receipt") or {})
+    return "\n".join([title, *lines, *receipt, f"timing: {timing}", f"record: {results_path}"])
+
+
+def receipt_line(receipt: dict[str, Any]) -> list[str]:
+    """What conversion kept at the chosen k (empty for dense runs and older records)."""
+    if "kept_share" not in receipt:
+        return []
+    kept = ", ".join(f"layer {layer} {share:.2f}" for layer, share in receipt["kept_share"].items())
+    return [f"conversion at k={receipt['top_k']}: kept |activation| share {kept}; final hidden "
+            f"state vs dense: cosine {receipt['hidden_mean_cosine']:.3f} mean, "
+            f"{receipt['hidden_worst_cosine']:.3f} worst, relative L2 "
+            f"{receipt['hidden_relative_l2']:.3f}"]

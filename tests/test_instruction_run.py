@@ -83,6 +83,7 @@ def test_emoe_instruction_tuning_records_loss_and_perplexity(overrides, tmp_path
     _check_lm_result(record["id"], 8)  # 3 answer words + EOS per example
     _check_lm_result(record["ood"]["shifted"], 6)
     assert record["conversion_receipt"]["max_abs_diff"] < 1e-5  # k = N is the dense model
+    assert set(record["conversion_receipt"]["kept_share"]) == {"0", "1"}  # gated FFNs too
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
     best = record["epochs"][record["best_epoch"] - 1]
     assert best["loss"] == record["id"]["loss"]  # each epoch keeps its held-out loss

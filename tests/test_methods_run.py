@@ -27,6 +27,8 @@ def test_run_records_receipt_saves_and_exports_dense(shared_data, minilm_path, t
     assert record["epochs"][0]["step"] == 1  # 16 of the 32 examples, batch size 16
     receipt = record["conversion_receipt"]
     assert receipt["batch_size"] == 8 and 0 <= receipt["max_abs_diff"] < receipt["tolerance"]
+    assert receipt["top_k"] == 16 and list(receipt["kept_share"]) == ["4"]  # before training
+    assert 0.25 < receipt["kept_share"]["4"] < 1 and 0 < receipt["hidden_relative_l2"] < 1
     assert len(list((tmp_path / "clusters").iterdir())) == 1
 
     export = record["dense_export"]

@@ -1,8 +1,11 @@
-"""The conversion receipt: proof, on the run's own data, that conversion kept the dense model.
+"""The conversion receipt: what conversion kept of the dense model, on the run's own data.
 
 At k = N with weight 1 per expert an EMoE layer is exactly its dense FFN, so any output
 difference beyond float round-off means the conversion (reading weights, permuting
-neurons, installing the layer) went wrong, and training on it would waste the run.
+neurons, installing the layer) went wrong, and training on it would waste the run. At the
+chosen k the receipt also says how much of the pre-trained function survives before
+fine-tuning starts (`moe/fidelity.py`): per layer the kept share of |activation| mass, and
+the change of the final hidden state against dense.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch import nn
 
 from emoe_cli.moe.convert import emoe_modules
+from emoe_cli.moe.fidelity import change_when_routed, converted_blocks, kept_shares
 
 MODES = ("emoe", "dense")
 
@@ -43,14 +47,22 @@ def expert_mode(model: nn.Module, mode: str):
 
 @dataclass
 class ConversionReceipt:
-    """The largest output difference between the converted model at k = N and the dense one."""
+    """The largest output difference between the converted model at k = N and the dense one,
+    and, at the chosen `top_k`, each converted layer's kept share of |activation| mass
+    (`kept_share`, keyed by block index) and the final hidden state's change against dense
+    (`hidden_*`, see `moe/fidelity.py`)."""
 
     max_abs_diff: float
     tolerance: float
     batch_size: int
+    top_k: int | None = None
+    kept_share: dict[str, float] | None = None
+    hidden_mean_cosine: float | None = None
+    hidden_worst_cosine: float | None = None
+    hidden_relative_l2: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def probe_batch(dataset, collate: Callable, size: int) -> dict[str, torch.Tensor]:
@@ -75,10 +87,13 @@ def model_outputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
 
 
 def conversion_receipt(model: nn.Module, batch: dict[str, torch.Tensor],
-                       dense_outputs: torch.Tensor, tolerance: float) -> ConversionReceipt:
-    """Compare the converted `model` at k = N with `dense_outputs` measured before conversion.
+                       dense_outputs: torch.Tensor, tolerance: float,
+                       dense_hidden: torch.Tensor | None = None) -> ConversionReceipt:
+    """Compare the converted `model` at k = N with `dense_outputs` measured before conversion;
+    with `dense_hidden` (`fidelity.pooled_hidden` before conversion) also measure what the
+    chosen k keeps.
 
-    Raises ValueError when the difference exceeds `tolerance`.
+    Raises ValueError when the k = N difference exceeds `tolerance`.
     """
     with all_experts(model):
         converted = model_outputs(model, batch)
@@ -90,4 +105,20 @@ def conversion_receipt(model: nn.Module, batch: dict[str, torch.Tensor],
             f"model by up to {receipt.max_abs_diff:.3g} on {receipt.batch_size} training "
             f"examples, above moe.receipt_tolerance={tolerance:g}; the conversion is wrong for "
             f"this model (raise the tolerance only for low-precision weights)")
+    if dense_hidden is not None:
+        at_k(receipt, model, batch, dense_hidden)
     return receipt
+
+
+def at_k(receipt: ConversionReceipt, model: nn.Module, batch: dict[str, torch.Tensor],
+         dense_hidden: torch.Tensor) -> None:
+    """Fill the receipt's chosen-k fields: every converted layer routed at its own k."""
+    layers = converted_blocks(model)
+    receipt.top_k = next(iter(layers.values())).top_k
+    receipt.kept_share = {str(i): shares[layers[i].top_k]
+                          for i, shares in kept_shares(model, batch).items()}
+    change = change_when_routed(model, batch, dense_hidden,
+                                {i: m.top_k for i, m in layers.items()})
+    receipt.hidden_mean_cosine = change["mean_cosine"]
+    receipt.hidden_worst_cosine = change["worst_cosine"]
+    receipt.hidden_relative_l2 = change["relative_l2"]

@@ -69,6 +69,8 @@ def summary_view(cell_table: pd.DataFrame, summary_table: pd.DataFrame) -> pd.Da
         view["OOD rank"] = [_num(v) for v in summary_table["ood_rank"]]
     view["active FFN params/token"] = [_params(v) for v in summary_table["active_params"]]
     view["step time vs dense"] = [_ratio(v) for v in summary_table["step_vs_dense"]]
+    view["kept activation share"] = [_num(v) for v in summary_table["kept_share"]]
+    view["hidden rel. L2 vs dense"] = [_num(v) for v in summary_table["hidden_relative_l2"]]
     return view
 
 

@@ -23,7 +23,7 @@ from emoe_cli.sweep.tally import SKIPPED_FILE
 log = logging.getLogger("emoe")
 COLUMNS = ["model", "selection", "task", "method", "variant", "lr", "seed", "select", "id",
            "ood_avg", "ood", "active_params", "step_seconds", "dense_variant", "ingredient",
-           "identity", "path"]
+           "kept_share", "hidden_relative_l2", "identity", "path"]
 BARE_NAN = "a bare NaN/Infinity (not valid JSON; an older emoe-run wrote it)"
 
 
@@ -66,6 +66,10 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     counts = record.get("ffn_params") if isinstance(record.get("ffn_params"), dict) else {}
     ablation = config.get("ablation") if isinstance(config.get("ablation"), dict) else {}
     score = _score(_need(record, "id.score"))
+    receipt = record.get("conversion_receipt")
+    receipt = receipt if isinstance(receipt, dict) else {}
+    kept = receipt.get("kept_share") if isinstance(receipt.get("kept_share"), dict) else {}
+    kept = [_score(v) for v in kept.values()]
     return {
         **row, "lr": lr,
         # what chose the epoch also chooses the rate: the dev score, or the held-out one
@@ -74,6 +78,9 @@ def run_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "ood": ood, "active_params": counts.get("active_per_token", np.nan),
         "step_seconds": record.get("seconds_per_step") or np.nan,
         "ingredient": ablation.get("ingredient"),  # conf/ingredient: one arm of that ablation
+        # what conversion kept before training: mean over converted layers (NaN for dense)
+        "kept_share": np.mean(kept) if kept else np.nan,
+        "hidden_relative_l2": _score(receipt.get("hidden_relative_l2")),
         "identity": record.get("identity"), "path": str(path), "setting": setting(config),
     }
 

@@ -36,7 +36,8 @@ def at_best_lr(runs: pd.DataFrame) -> pd.DataFrame:
 
 def cells(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell (model, selection, task, method, variant): mean ± std over seeds, n,
-    and costs (the step time relative to the dense cell of the same setting).
+    costs (the step time relative to the dense cell of the same setting), and what
+    conversion kept before training (`kept_share`, `hidden_relative_l2`: NaN for dense).
 
     `std` is the sample standard deviation (NaN with one seed); `lrs` counts the learning
     rates tried, so an incomplete grid is visible next to `n`.
@@ -51,6 +52,8 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
         "active_params": grouped["active_params"].mean(),
         "step_seconds": grouped["step_seconds"].mean(),
         "dense_variant": grouped["dense_variant"].first(),
+        "kept_share": grouped["kept_share"].mean(),
+        "hidden_relative_l2": grouped["hidden_relative_l2"].mean(),
     }).reset_index()
     dense = table[table["method"] == BASELINE].set_index([*TASK, "variant"])
     base_step = table.join(dense["step_seconds"].rename("dense_step"),
@@ -98,6 +101,8 @@ def summary(cell_table: pd.DataFrame, ranks: pd.DataFrame | None = None) -> pd.D
     wide["tasks"] = grouped["task"].nunique()
     wide["active_params"] = grouped["active_params"].mean()
     wide["step_vs_dense"] = grouped["step_vs_dense"].mean()
+    wide["kept_share"] = grouped["kept_share"].mean()
+    wide["hidden_relative_l2"] = grouped["hidden_relative_l2"].mean()
     wide.columns.name = None
     wide = wide.reset_index()
     if ranks is not None:

@@ -31,7 +31,10 @@ def record(task, method, lr, seed, score, ood, step, status="completed"):
             "ood": {k: {"metrics": {"accuracy": v}, "score": v} for k, v in ood.items()},
             "config": {"trainer": {"lr": lr}}, "seconds_per_step": step,
             "ffn_params": {"total": 10e6,
-                           "active_per_token": 4e6 if method == "emoe" else 10e6}}
+                           "active_per_token": 4e6 if method == "emoe" else 10e6},
+            **({"conversion_receipt": {"top_k": 16, "kept_share": {"2": 0.6, "4": 0.4},
+                                       "hidden_relative_l2": 0.25 + 0.1 * seed}}
+               if method == "emoe" else {})}
 
 
 @pytest.fixture
@@ -63,6 +66,9 @@ def test_cells_pick_the_best_mean_lr_and_average_its_seeds(runs_dir):
     assert emoe["lr"] == 2e-5 and emoe["id_mean"] == pytest.approx(0.69)
     assert emoe["ood_mean"] == pytest.approx((0.60 + 0.57) / 2)
     assert emoe["active_params"] == 4e6 and emoe["step_vs_dense"] == pytest.approx(1.2)
+    assert emoe["kept_share"] == pytest.approx(0.5)  # mean over layers, then seeds
+    assert emoe["hidden_relative_l2"] == pytest.approx(0.30)
+    assert math.isnan(dense["kept_share"]) and math.isnan(dense["hidden_relative_l2"])
     cola = cell(table, "cola", "dense")
     assert cola["n"] == 1 and math.isnan(cola["id_std"])
 
@@ -101,6 +107,10 @@ def test_report_writes_markdown_csv_latex_and_plots(runs_dir, tmp_path):
     assert "30.00 ± – (n=1)" in markdown
     assert "+4.00 [2.00, 6.00]" in markdown and "+3.50 [2.00, 5.00]" in markdown
     assert "4.00M" in markdown and "1.20×" in markdown
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[-3:-1]]
+            for line in markdown.splitlines()[:6] if line.startswith("| ")}
+    assert rows["model · method"] == ["kept activation share", "hidden rel. L2 vs dense"]
+    assert rows["bert · emoe"] == ["0.50", "0.30"] and rows["bert · dense"] == ["–", "–"]
     for name in ["report.md", "runs.csv", "cells.csv", "summary.csv", "paired.csv",
                  "summary.tex", "cells.tex", "paired.tex"]:
         assert (out / name).stat().st_size > 0, name

@@ -58,6 +58,9 @@ def test_emoe_on_image_folders_holds_one_domain_out(tmp_path, vit_dir, vlcs_root
     assert sizes["LabelMe"] == {"test": 10} and sizes["SUN09"] == {"train": 8, "validation": 2}
     # k = N: the converted model computes the dense one, on the run's own images.
     assert result["conversion_receipt"]["max_abs_diff"] < 1e-5
+    kept = result["conversion_receipt"]["kept_share"]  # k = N here: all of it, nothing moves
+    assert kept and all(share == pytest.approx(1, abs=1e-5) for share in kept.values())
+    assert result["conversion_receipt"]["hidden_relative_l2"] < 1e-5
     routing = json.loads((tmp_path / "routing.json").read_text())
     assert set(routing["splits"]) == {"train", "id", "ood/LabelMe"}
     assert routing["splits"]["id"]["0"]["tokens"] == 6 * 17  # 16 patches + CLS per image
