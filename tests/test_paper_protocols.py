@@ -25,7 +25,8 @@ def test_domainbed_presets_are_the_official_hparams(preset, task):
     assert (trainer.lr, trainer.weight_decay) == DOMAINBED[task]
     assert (trainer.optimizer, trainer.lr_scheduler, trainer.warmup_ratio) == (
         "adam", "constant", 0.0)
-    assert (trainer.batch_size, trainer.max_steps, trainer.eval_every_steps) == (96, 5000, 300)
+    assert (trainer.batch_size, trainer.max_steps, trainer.eval_every_steps) == (32, 5000, 300)
+    assert (cfg.task.pipeline, cfg.task.batch_per_domain) == ("domainbed", True)
     assert (trainer.early_stop_patience, trainer.max_grad_norm) == (0, 0.0)
     assert cfg.model.name_or_path == BACKBONE[preset]
     assert (cfg.moe.num_experts, cfg.moe.top_k, list(cfg.moe.layers)) == (24, 4, [8, 10])
@@ -55,8 +56,8 @@ def test_alpaca_llama2_preset_is_run_7b_emo():
 @pytest.mark.parametrize("start, every, blocks", [(28, 2, [28, 30]), (16, 4, [16, 20, 24, 28]),
                                                   (16, 2, list(range(16, 32, 2)))])
 def test_the_official_split_rule_picks_the_shipped_layers(start, every, blocks):
-    """Blocks l >= start with (l - start) % every == 0 of Llama-2-7B's 32 (moe_models.py:154)."""
-    official = [l for l in range(32) if l >= start and (l - start) % every == 0]
+    """Blocks b >= start with (b - start) % every == 0 of Llama-2-7B's 32 (moe_models.py:154)."""
+    official = [b for b in range(32) if b >= start and (b - start) % every == 0]
     assert resolve_layers(f"from_{start}_every_{every}", 32) == official == blocks
 
 

@@ -95,3 +95,18 @@ def test_without_eval_every_steps_each_epoch_is_evaluated_once():
 def test_an_evaluation_at_the_last_step_is_not_repeated():
     state, _, calls = run(trainer(eval_every_steps=5, max_steps=20))
     assert [entry["step"] for entry in state.epochs] == [5, 10, 15, 20] and calls == 4
+
+
+def test_domain_batches_take_the_same_share_of_every_domain():
+    from emoe_cli.training.sampler import DomainBatchSampler
+
+    domains = [0] * 10 + [2] * 7 + [3] * 25
+    sampler = DomainBatchSampler(domains, per_domain=3, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7 // 3  # the smallest domain fills two steps
+    for batch in batches:
+        assert [domains[i] for i in batch] == [0] * 3 + [2] * 3 + [3] * 3
+    again = DomainBatchSampler(domains, per_domain=3, seed=1)
+    assert list(again) == batches
+    again.set_epoch(1)
+    assert list(again) != batches
