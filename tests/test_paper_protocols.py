@@ -28,7 +28,7 @@ def test_domainbed_presets_are_the_official_hparams(preset, task):
     assert (trainer.batch_size, trainer.max_steps, trainer.eval_every_steps) == (32, 5000, 300)
     assert (cfg.task.pipeline, cfg.task.batch_per_domain) == ("domainbed", True)
     assert (trainer.early_stop_patience, trainer.max_grad_norm) == (0, 0.0)
-    assert cfg.model.name_or_path == BACKBONE[preset]
+    assert cfg.model.name_or_path == BACKBONE[preset] and cfg.model.drop_path_rate == 0.1
     assert (cfg.moe.num_experts, cfg.moe.top_k, list(cfg.moe.layers)) == (24, 4, [8, 10])
     assert (cfg.gate.name, cfg.task.holdout_fraction) == ("avg_k", 0.2)
     gmoe = compose_config([f"experiment={preset}", f"task={task}", "method=gmoe"])

@@ -18,6 +18,7 @@ from emoe_cli.data.domainbed import held_out_index, leave_one_out, read_domains
 from emoe_cli.data.pixels import PixelEncoder, encode, encode_domainbed
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
+from emoe_cli.drop_path import add_drop_path
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.metrics import METRICS
 from emoe_cli.models import load_config, load_pretrained
@@ -100,7 +101,12 @@ def image_workload(cfg: DictConfig, weights: str) -> Workload:
     notes = {"domains": {"test_env": split.test_name, "holdout_fraction": task.holdout_fraction,
                          "split_seed": task.split_seed, "sizes": split.sizes},
              **pretraining_note(config, split.test_name)}
+    def load_model(path: str):
+        model = load_image_classifier(path, task.num_labels)
+        add_drop_path(model, float(cfg.model.get("drop_path_rate", 0.0)))
+        return model
+
     return Workload(processor=processor, data=data, collate=encoder.collate,
-                    load_model=lambda path: load_image_classifier(path, task.num_labels),
+                    load_model=load_model,
                     evaluate=classification_scorer(task.metrics), record_extra=notes,
                     train_groups=groups)

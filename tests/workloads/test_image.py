@@ -131,6 +131,7 @@ def test_pretraining_refuses_zero_epochs_by_name(capsys):
 
 def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_path, vit_dir,
                                                                        vlcs_root):
+    from emoe_cli.drop_path import DropPath
     from emoe_cli.workloads.image import image_workload
 
     cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
@@ -142,6 +143,11 @@ def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_pat
     assert any(not np.array_equal(train[0]["pixels"], train[0]["pixels"]) for _ in range(5))
     assert np.array_equal(validation[0]["pixels"], validation[0]["pixels"])
     assert np.asarray(train[0]["pixels"]).shape == (1, 16, 16)
+    assert not any(isinstance(m, DropPath) for m in workload.load_model(str(vit_dir)).modules())
+    cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
+                                   "+model.drop_path_rate=0.1"))
+    model = image_workload(cfg, str(vit_dir)).load_model(str(vit_dir))
+    assert [m.rate for m in model.modules() if isinstance(m, DropPath)] == [0.0, 0.1]
 
 
 def test_a_domainbed_run_evaluates_every_n_steps(tmp_path, vit_dir, vlcs_root):
