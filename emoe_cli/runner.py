@@ -33,7 +33,7 @@ from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
 from emoe_cli.training.lora import apply_lora_config, lora_enabled, trainable_summary
-from emoe_cli.training.sampler import EpochShuffleSampler
+from emoe_cli.training.sampler import DomainBatchSampler, EpochShuffleSampler
 from emoe_cli.training.signals import StopRequest
 from emoe_cli.workloads import Workload, build_workload
 
@@ -83,6 +83,16 @@ def keep_model(cfg: DictConfig, model, workload: Workload, output_dir: str | Pat
                                                                   **id_result}, "ood": ood}
 
 
+def batching(cfg: DictConfig, workload: Workload) -> dict:
+    """DataLoader arguments: shuffled batches of `trainer.batch_size`, or, with
+    `task.batch_per_domain`, `trainer.batch_size` rows from each training domain (DomainBed)."""
+    if workload.train_groups is not None:
+        return {"batch_sampler": DomainBatchSampler(workload.train_groups,
+                                                    cfg.trainer.batch_size, cfg.seed)}
+    return {"batch_size": cfg.trainer.batch_size,
+            "sampler": EpochShuffleSampler(len(workload.data.train), cfg.seed)}
+
+
 def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | None = None,
                    stop: StopRequest | None = None,
                    output_dir: str | Path | None = None) -> None:
@@ -125,8 +135,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
 
     # Its own generator: starting an iterator then draws no numbers from the global RNG that
     # dropout uses, so a run resumed mid-epoch repeats the uninterrupted run exactly.
-    train_loader = DataLoader(data.train, batch_size=cfg.trainer.batch_size,
-                              sampler=EpochShuffleSampler(len(data.train), cfg.seed),
+    train_loader = DataLoader(data.train, **batching(cfg, workload),
                               generator=torch.Generator().manual_seed(cfg.seed),
                               collate_fn=collate, num_workers=cfg.trainer.num_workers)
 

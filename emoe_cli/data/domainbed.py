@@ -24,8 +24,8 @@ SOURCES = ("image_folder", "digits")
 
 @dataclass
 class DomainSplit:
-    """Training rows and the ID validation rows (both from the held-in domains), and the
-    held-out domain, named."""
+    """Training rows (with their `domain_index`) and the ID validation rows (both from
+    the held-in domains), and the held-out domain, named."""
 
     train: datasets.Dataset
     validation: datasets.Dataset
@@ -72,7 +72,8 @@ def leave_one_out(domains: dict[str, datasets.Dataset], test_env, fraction: floa
         if len(carved) == 0 or len(keep) == 0:
             raise UserError(f"task.holdout_fraction={fraction}: domain {name!r} has "
                             f"{len(domains[name])} rows, too few to carve a validation part")
-        train_parts.append(domains[name].select(keep))
+        rows = domains[name].select(keep)
+        train_parts.append(rows.add_column("domain_index", [index] * len(keep)))
         validation_parts.append(domains[name].select(carved))
         sizes[name] = {"train": len(keep), "validation": len(carved)}
     return DomainSplit(datasets.concatenate_datasets(train_parts),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from emoe_cli.data.augment import augment, square
 from emoe_cli.errors import UserError
 
 
@@ -68,6 +69,12 @@ class PixelEncoder:
         labels = torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)
         return {"pixel_values": self.normalize(pixels), "labels": labels}
 
+    def arrays(self, images: list[Image.Image]) -> np.ndarray:
+        """uint8 (B, C, H, W) of images already at the model's size (no processor geometry)."""
+        mode = "L" if self.channels == 1 else "RGB"
+        out = np.stack([np.asarray(image.convert(mode)) for image in images])
+        return out[:, None] if self.channels == 1 else out.transpose(0, 3, 1, 2)
+
     def image_shape(self) -> tuple[int, ...]:
         """(C, H, W) of what `pixels` makes, found by running it once."""
         return self.pixels([Image.new("L", (8, 8))]).shape[1:]
@@ -90,6 +97,19 @@ def encode_per_batch(data: datasets.Dataset, encoder: PixelEncoder) -> datasets.
 
     def transform(batch):
         return {"pixels": list(encoder.pixels(batch["image"])), "label": batch["label"]}
+
+    return data.with_transform(transform)
+
+
+def encode_domainbed(data: datasets.Dataset, encoder: PixelEncoder, size: int,
+                     train: bool) -> datasets.Dataset:
+    """`task.pipeline: domainbed`: training rows augmented afresh each time they are read,
+    the others resized whole to size × size (emoe_cli/data/augment.py)."""
+
+    def transform(batch):
+        views = [augment(image, size) if train else square(image, size)
+                 for image in batch["image"]]
+        return {"pixels": list(encoder.arrays(views)), "label": batch["label"]}
 
     return data.with_transform(transform)
 

@@ -3,7 +3,7 @@
     emoe-grid experiment=glue_bert_base            # the 216 runs of one preset
     emoe-grid experiment=glue_bert_base task=rte   # a slice (command-line values win)
     emoe-grid --status experiment=quickstart seed=0,1,2   # which are already completed
-    emoe-grid --all                                # every grid preset, and the total
+    emoe-grid --all                                # every grid preset; the paper's total
     emoe-grid --reindex /scratch/old_sweeps        # count runs copied from elsewhere as done
 """
 
@@ -52,10 +52,16 @@ def print_plan(overrides: list[str], status: bool) -> None:
 
 
 def print_all() -> None:
+    """The paper's grids with their total, then the extra grids (outside the paper's count)."""
     sizes = grid_sizes()
-    for name, count in sizes.items():
-        print(f"{name:24s} {count:5d}")
-    print(f"{'total':24s} {sum(sizes.values()):5d}")
+    for paper, heading, total in ((True, "grids from the paper's tables", "paper total"),
+                                  (False, "extra grids (not in the paper's count)",
+                                   "extra total")):
+        grids = {name: grid for name, grid in sizes.items() if grid.paper == paper}
+        print(f"{heading}:")
+        for name, grid in grids.items():
+            print(f"  {name:28s} {grid.runs:5d}  {grid.source}")
+        print(f"{total:30s} {sum(grid.runs for grid in grids.values()):5d}")
 
 
 def main(argv: list[str] | None = None) -> None:

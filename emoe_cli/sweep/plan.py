@@ -7,6 +7,8 @@ written against groups that do not exist yet (vision tasks, LoRA methods) still 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hydra import initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
@@ -36,13 +38,24 @@ def planned_runs(overrides: list[str], cfg: DictConfig | None = None) -> list[li
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-def grid_sizes() -> dict[str, int]:
-    """Experiment presets that define a sweep (`hydra.sweeper.params`), and their run counts."""
+@dataclass(frozen=True)
+class Grid:
+    """One grid preset: how many runs it launches, whether the paper's count includes them
+    (`sweep.paper`), and the table or figure it reproduces (`sweep.source`)."""
+
+    runs: int
+    paper: bool
+    source: str
+
+
+def grid_sizes() -> dict[str, Grid]:
+    """Experiment presets that define a sweep (`hydra.sweeper.params`), with their run counts."""
     sizes = {}
     for name in available_choices("experiment"):
         cfg = sweep_config([f"experiment={name}"])
         if cfg.hydra.sweeper.get("params"):
-            sizes[name] = len(planned_runs([], cfg))
+            sizes[name] = Grid(len(planned_runs([], cfg)), bool(cfg.sweep.get("paper", False)),
+                               cfg.sweep.get("source") or "")
     return sizes
 
 

@@ -1,5 +1,6 @@
-"""The fine-tuning loop: AdamW, linear decay, evaluation after every epoch, best epoch kept,
-checkpoints to resume from, and a clean stop on SIGTERM or a NaN loss."""
+"""The fine-tuning loop: AdamW (or Adam), a linear (or cosine, or constant) schedule,
+evaluation after every epoch (or every N steps), the best evaluation kept, checkpoints to
+resume from, and a clean stop on SIGTERM or a NaN loss."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_scheduler
 
 from emoe_cli.errors import RunInterrupted, TrainingDiverged
 from emoe_cli.moe import attach_router_refresh, emoe_modules
@@ -25,24 +26,30 @@ log = logging.getLogger("emoe")
 
 
 FAST_PARAMETERS = ("lora", "classifier", "score")  # at the full lr under LoRA
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg,
                     slow_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters; biases and norms get no weight decay.
+    """AdamW over trainable parameters, biases and norms without weight decay; or, with
+    `trainer.optimizer=adam`, Adam with its L2 weight decay on every parameter, as DomainBed
+    builds it (`Vision/domainbed/algorithms.py:323`).
 
     Under LoRA the official PEFT script trains adapters and the head at the learning rate
     and every other trainable parameter (routers, tuned blocks) at a tenth of it
     (`Language/search_glue_no_trainer_peft.py`, lines 617-637): `slow_lr_scale` is that
     factor, matched like the script by name parts (1.0: one learning rate for all).
     """
+    kind = trainer_cfg.get("optimizer", "adamw")
     groups = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             fast = slow_lr_scale == 1.0 or any(part in name for part in FAST_PARAMETERS)
-            groups.setdefault((fast, parameter.ndim < 2), []).append(parameter)
+            no_decay = kind == "adamw" and parameter.ndim < 2
+            groups.setdefault((fast, no_decay), []).append(parameter)
     lr = trainer_cfg.lr
-    return torch.optim.AdamW(
+    return OPTIMIZERS[kind](
         [{"params": params, "lr": lr if fast else lr * slow_lr_scale,
           "weight_decay": 0.0 if no_decay else trainer_cfg.weight_decay}
          for (fast, no_decay), params in sorted(groups.items(), key=_group_order)], lr=lr)
@@ -71,8 +78,9 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     steps_per_epoch = math.ceil(len(train_loader) / trainer_cfg.gradient_accumulation_steps)
     total_steps = trainer_cfg.max_steps or trainer_cfg.epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(trainer_cfg.warmup_ratio * total_steps), total_steps)
+    scheduler = get_scheduler(SCHEDULES[trainer_cfg.get("lr_scheduler", "linear")], optimizer,
+                              int(trainer_cfg.warmup_ratio * total_steps), total_steps)
+    every = trainer_cfg.get("eval_every_steps")  # None: evaluate after each epoch
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
 
     state = TrainingState()
@@ -111,6 +119,12 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
                 bar.set_postfix(loss=f"{state.epoch_losses[-1]:.4f}")
                 tracker.log({"train/loss": state.epoch_losses[-1],
                              "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
+                if every and state.step % every == 0 and state.step < total_steps:
+                    spent = evaluate_and_keep(state, epoch, model, evaluate_epoch, accelerator,
+                                              trainer_cfg, tracker)
+                    started += spent  # evaluation time is not training time
+                    if state.finished:
+                        break
                 if stop is not None and stop.requested:
                     state.train_seconds += time.perf_counter() - started
                     if checkpoints is not None:
@@ -121,7 +135,11 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
                 break
         bar.close()
         state.train_seconds += time.perf_counter() - started
-        finish_epoch(state, epoch, model, evaluate_epoch, accelerator, trainer_cfg, tracker)
+        last = state.finished or state.step >= total_steps
+        if not every or (last and (not state.epochs or state.epochs[-1]["step"] != state.step)):
+            evaluate_and_keep(state, epoch, model, evaluate_epoch, accelerator, trainer_cfg,
+                              tracker)
+        state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
         state.finished = state.finished or state.step >= total_steps
         if checkpoints is not None:
             checkpoints.save(accelerator)
@@ -134,12 +152,13 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     return state
 
 
-def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accelerator,
-                 trainer_cfg, tracker) -> None:
-    """Evaluate, log, keep the best weights, decide on early stopping, reset the epoch."""
+def evaluate_and_keep(state: TrainingState, epoch: int, model, evaluate_epoch, accelerator,
+                      trainer_cfg, tracker) -> float:
+    """Evaluate, log, keep the best weights, decide on early stopping; returns the seconds
+    spent. Each evaluation adds an entry to `state.epochs`; `best_epoch` is its position."""
     started = time.perf_counter()
     evaluation = evaluate_epoch()
-    state.eval_seconds += time.perf_counter() - started
+    model.train()
     entry = {"epoch": epoch + 1, "step": state.step,
              "train_loss": sum(state.epoch_losses) / max(len(state.epoch_losses), 1),
              "metrics": evaluation["metrics"], "score": evaluation["score"],
@@ -149,13 +168,15 @@ def finish_epoch(state: TrainingState, epoch: int, model, evaluate_epoch, accele
                  "id/score": entry["score"],
                  **{f"id/{k}": v for k, v in entry["metrics"].items()}}, step=state.step)
     if state.best_eval is None or evaluation["score"] > state.best_eval["score"]:
-        state.best_epoch, state.best_eval, state.stale = epoch + 1, evaluation, 0
+        state.best_epoch, state.best_eval, state.stale = len(state.epochs), evaluation, 0
         state.best_state = _cpu_copy(accelerator.unwrap_model(model).state_dict())
     else:
         state.stale += 1
     patience = trainer_cfg.early_stop_patience
     state.finished = bool(patience) and state.stale >= patience
-    state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
+    spent = time.perf_counter() - started
+    state.eval_seconds += spent
+    return spent
 
 
 def check_finite(loss: float, state: TrainingState, checkpoints: CheckpointStore | None) -> None:

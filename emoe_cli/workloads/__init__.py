@@ -33,7 +33,8 @@ class Workload:
     `load_model(weights)` builds the task model from pre-trained weights (also used to reload
     a dense export); `evaluate` scores a split, optionally mapping predictions into an OOD
     set's label space first; `record_extra` goes into the record's `extra` (e.g. which domain
-    was held out).
+    was held out); `train_groups`, when set, is the domain of each training row (for
+    batches drawn from every domain, `task.batch_per_domain`).
     """
 
     processor: Any
@@ -42,6 +43,7 @@ class Workload:
     load_model: Callable[[str], torch.nn.Module]
     evaluate: Scorer
     record_extra: dict = field(default_factory=dict)
+    train_groups: list[int] | None = None
 
 
 def task_kind(task_cfg: DictConfig) -> str:

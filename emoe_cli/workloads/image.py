@@ -15,9 +15,10 @@ from omegaconf import DictConfig
 
 from emoe_cli.data.common import open_fraction
 from emoe_cli.data.domainbed import held_out_index, leave_one_out, read_domains
-from emoe_cli.data.pixels import PixelEncoder, encode
+from emoe_cli.data.pixels import PixelEncoder, encode, encode_domainbed
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
+from emoe_cli.drop_path import add_drop_path
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.metrics import METRICS
 from emoe_cli.models import load_config, load_pretrained
@@ -25,6 +26,9 @@ from emoe_cli.workloads import Workload
 from emoe_cli.workloads.classification import classification_scorer
 
 log = logging.getLogger("emoe")
+
+
+PIPELINES = ("processor", "domainbed")  # the model's image processor, or DomainBed's own
 
 
 def load_image_processor(weights: str):
@@ -45,6 +49,9 @@ def check_image_task(task) -> None:
                         f"{', '.join(METRICS)}")
     held_out_index(list(task.domains), task.test_env)
     open_fraction(task.holdout_fraction, "task.holdout_fraction")
+    if task.get("pipeline", "processor") not in PIPELINES:
+        raise UserError(f"task.pipeline={task.pipeline!r} is invalid; valid: "
+                        f"{', '.join(PIPELINES)}")
 
 
 def pretraining_note(config, held_out: str) -> dict:
@@ -80,14 +87,26 @@ def image_workload(cfg: DictConfig, weights: str) -> Workload:
     validation = cap(split.validation, data_cfg.max_eval_samples, seed)
     test = cap(split.test, data_cfg.max_eval_samples, seed)
 
-    def prepared(rows):
+    def prepared(rows, training=False):
+        if task.get("pipeline", "processor") == "domainbed":
+            return encode_domainbed(rows, encoder, config.image_size, training)
         return encode(rows, encoder, task.get("preprocess", "per_batch"))
 
-    data = TaskData(prepared(train), prepared(validation), {split.test_name: prepared(test)},
+    groups = list(train["domain_index"]) if task.get("batch_per_domain", False) else None
+    train = train.remove_columns("domain_index")
+    held_out = None if held_out is None else held_out.remove_columns("domain_index")
+    data = TaskData(prepared(train, training=True), prepared(validation),
+                    {split.test_name: prepared(test)},
                     selection=None if held_out is None else prepared(held_out))
     notes = {"domains": {"test_env": split.test_name, "holdout_fraction": task.holdout_fraction,
                          "split_seed": task.split_seed, "sizes": split.sizes},
              **pretraining_note(config, split.test_name)}
+    def load_model(path: str):
+        model = load_image_classifier(path, task.num_labels)
+        add_drop_path(model, float(cfg.model.get("drop_path_rate", 0.0)))
+        return model
+
     return Workload(processor=processor, data=data, collate=encoder.collate,
-                    load_model=lambda path: load_image_classifier(path, task.num_labels),
-                    evaluate=classification_scorer(task.metrics), record_extra=notes)
+                    load_model=load_model,
+                    evaluate=classification_scorer(task.metrics), record_extra=notes,
+                    train_groups=groups)

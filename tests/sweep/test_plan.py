@@ -9,35 +9,73 @@ from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import add_completed
 from emoe_cli.sweep.plan import job_config, planned_runs
 
-# The README's breakdown of the paper's 1785 runs.
-BREAKDOWN = {"glue_bert_base": 216, "glue_bert_large": 216, "glue_gpt2": 216,
-             "lora_bert_large": 216, "lora_gpt2_xl": 216, "domainbed_vit_s": 144,
-             "domainbed_vit_b": 144, "ablation_experts_n16": 135, "ablation_experts_n32": 135,
-             "ablation_layers": 135, "ablation_data": 12}
-COMPOSABLE = ["glue_bert_base", "glue_bert_large", "glue_gpt2", "ablation_experts_n16",
-              "ablation_experts_n32", "ablation_layers", "ablation_data"]
+# Hand counts of the grids that mirror the paper's tables (README "Sweeps"):
+# tasks × methods × (other axes) × learning rates × seeds.
+PAPER = {
+    "glue_bert_base": 8 * 5 * 3 * 3,              # full fine-tuning: 5 methods
+    "glue_bert_large": 8 * 5 * 3 * 3,
+    "glue_gpt2": 8 * 5 * 3 * 3,
+    "lora_bert_large": 8 * 5 * 3 * 3,             # LoRA: 5 methods
+    "lora_gpt2_xl": 8 * 5 * 3 * 3,
+    "domainbed_vit_s": 4 * 4 * 4 * 3,             # sets × methods × held-out domains × trials
+    "domainbed_vit_b": 4 * 3 * 4 * 3,
+    "ablation_experts_lora_n16": 3 * 2 * 3 * 3 * 3,   # tasks × methods × k × lr × seeds
+    "ablation_experts_lora_n32": 3 * 2 * 3 * 3 * 3,
+    "ablation_data": 5 * 2 * 8 * 3 * 3,           # shares × methods × tasks × lr × seeds
+}
+EXTRA = {"ablation_experts_n16": 3 * 5 * 3 * 3, "ablation_experts_n32": 3 * 5 * 3 * 3,
+         "ablation_layers": 3 * 5 * 3 * 3}
+FULL = ["dense", "noisy", "gmoe", "emoe", "emoe_learn"]
+LORA = ["lora", "lora_block", "lora_gmoe", "lora_emoe", "lora_emoe_learn"]
+METHODS = {"glue_bert_base": FULL, "glue_bert_large": FULL, "glue_gpt2": FULL,
+           "lora_bert_large": LORA, "lora_gpt2_xl": LORA,
+           "domainbed_vit_s": ["dense", "gmoe", "emoe", "emoe_learn"],
+           "domainbed_vit_b": ["dense", "gmoe", "emoe"],
+           "ablation_experts_lora_n16": ["lora_emoe", "lora_emoe_learn"],
+           "ablation_experts_lora_n32": ["lora_emoe", "lora_emoe_learn"],
+           "ablation_data": ["dense", "emoe"]}
+COMPOSABLE = [name for name in {**PAPER, **EXTRA} if not name.startswith("domainbed")]
 
 
-def test_presets_total_the_papers_1785_runs(capsys):
+def test_all_prints_the_papers_total_apart_from_the_extra_grids(capsys):
     main(["--all"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1].split() == ["total", "1785"]
-    assert {line.split()[0]: int(line.split()[1]) for line in lines[:-1]} == BREAKDOWN
+    paper_end = next(i for i, line in enumerate(lines) if line.startswith("paper total"))
+    rows = {line.split()[0]: int(line.split()[1]) for line in lines
+            if line.startswith("  ")}
+    paper = {name for line in lines[:paper_end] if line.startswith("  ")
+             for name in [line.split()[0]]}
+    assert paper == set(PAPER) and rows == {**PAPER, **EXTRA}
+    assert lines[paper_end].split() == ["paper", "total", str(sum(PAPER.values()))]
+    assert lines[-1].split() == ["extra", "total", str(sum(EXTRA.values()))]
+    assert sum(PAPER.values()) == 3180
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER))
+def test_each_paper_grid_cites_its_table_and_sweeps_its_methods(preset):
+    jobs = planned_runs([f"experiment={preset}"])
+    assert len({tuple(job) for job in jobs}) == PAPER[preset]
+    methods = [o.split("=", 1)[1] for o in jobs[0] + jobs[-1] if o.startswith("method=")]
+    every = {o.split("=", 1)[1] for job in jobs for o in job if o.startswith("method=")}
+    assert every == set(METHODS[preset]) and methods
+    cfg = job_config(jobs[0])
+    assert cfg.sweep.paper is True
+    assert any(word in cfg.sweep.source for word in ("Table", "table", "Figure"))
 
 
 def test_glue_grid_is_the_full_product_of_its_axes():
     jobs = planned_runs(["experiment=glue_bert_base"])
-    assert len({tuple(job) for job in jobs}) == 216
+    assert len({tuple(job) for job in jobs}) == 360
     values = {key: {o.split("=", 1)[1] for job in jobs for o in job if o.startswith(key + "=")}
               for key in ("task", "method", "trainer.lr", "seed")}
-    assert values["method"] == {"dense", "gmoe", "emoe"} and len(values["task"]) == 8
+    assert values["method"] == set(FULL) and len(values["task"]) == 8
     assert {float(v) for v in values["trainer.lr"]} == {2e-5, 3e-5, 5e-5}
     assert values["seed"] == {"0", "1", "2"}
 
 
 def test_command_line_values_narrow_a_preset():
     jobs = planned_runs(["experiment=glue_bert_base", "task=rte,cola", "seed=0"])
-    assert len(jobs) == 2 * 3 * 3
+    assert len(jobs) == 2 * 5 * 3
     assert all("seed=0" in job for job in jobs)
 
 
@@ -47,7 +85,7 @@ def test_first_and_last_jobs_compose(preset):
     for job in (jobs[0], jobs[-1]):
         cfg = job_config(job)
         assert OmegaConf.to_container(cfg, resolve=True)
-        assert cfg.model.name in ("bert-base-cased", "bert-large-cased", "gpt2")
+        assert cfg.model.name in ("bert-base-cased", "bert-large-cased", "gpt2", "gpt2-xl")
 
 
 def test_paper_settings_reach_the_job_configs():
@@ -57,8 +95,13 @@ def test_paper_settings_reach_the_job_configs():
     assert (rte.trainer.epochs, rte.moe.enabled) == (10, False)
     n16 = job_config(planned_runs(["experiment=ablation_experts_n16"])[0])
     assert (n16.moe.num_experts, n16.moe.top_k, n16.gate.name) == (16, 2, "avg_k")
-    data = job_config(planned_runs(["experiment=ablation_data"])[0])
-    assert data.data.train_fraction == 0.8
+    shares = {job_config(job).data.train_fraction
+              for job in planned_runs(["experiment=ablation_data", "task=rte", "seed=0",
+                                       "trainer.lr=2e-5", "method=emoe"])}
+    assert shares == {0.5, 0.6, 0.7, 0.8, 0.9}
+    nk = job_config(planned_runs(["experiment=ablation_experts_lora_n32"])[-1])
+    assert (nk.moe.num_experts, nk.moe.top_k, nk.lora.mode, nk.model.name) == (
+        32, 16, "standard", "bert-large-cased")
 
 
 def test_status_marks_runs_already_completed(tmp_path, capsys):
@@ -91,9 +134,9 @@ def test_reindex_from_the_command_line(tmp_path, capsys):
     assert (tmp_path / "idx" / "feed.json").exists()
 
 
-@pytest.mark.parametrize("preset, model", [("domainbed_vit_s", "vit-s16"),
-                                           ("domainbed_vit_b", "vit-b16")])
-def test_vision_grid_jobs_compose_and_validate(preset, model):
+@pytest.mark.parametrize("preset, model, last_method", [
+    ("domainbed_vit_s", "deit-small", "emoe_learn"), ("domainbed_vit_b", "deit-base", "emoe")])
+def test_vision_grid_jobs_compose_and_validate(preset, model, last_method):
     from emoe_cli.config import validate
     from emoe_cli.method import method_name
     from emoe_cli.workloads.image import check_image_task
@@ -104,9 +147,9 @@ def test_vision_grid_jobs_compose_and_validate(preset, model):
         validate(cfg)
         check_image_task(cfg.task)
         assert (cfg.model.name, cfg.task.kind) == (model, "image")
-        assert cfg.trainer.max_steps == 5000 and cfg.trainer.lr == 5e-5
+        assert cfg.trainer.max_steps == 5000 and cfg.trainer.eval_every_steps == 300
     last = job_config(jobs[-1])
     assert (last.task.name, last.task.test_env, method_name(last)) == ("terraincognita", 3,
-                                                                        "emoe")
+                                                                        last_method)
     assert (last.moe.num_experts, last.moe.top_k, list(last.moe.layers)) == (24, 4, [8, 10])
-    assert last.gate.name == "avg_k" and job_config(jobs[0]).moe.enabled is False
+    assert job_config(jobs[0]).moe.enabled is False

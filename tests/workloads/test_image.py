@@ -4,6 +4,7 @@ the real digits, the conversion receipt, and the one-line user errors."""
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import transformers
 
@@ -129,3 +130,47 @@ def test_pretraining_refuses_zero_epochs_by_name(capsys):
     with pytest.raises(SystemExit):
         pretrain_main(["--epochs", "0"])
     assert "--epochs=0 is invalid; valid: a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_path, vit_dir,
+                                                                       vlcs_root):
+    from emoe_cli.drop_path import DropPath
+    from emoe_cli.workloads.image import image_workload
+
+    cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
+                                   "task.pipeline=domainbed", "task.batch_per_domain=true"))
+    workload = image_workload(cfg, str(vit_dir))
+    train, validation = workload.data.train, workload.data.validation
+    assert sorted(set(workload.train_groups)) == [1, 2, 3]  # held out: Caltech101 (0)
+    assert len(workload.train_groups) == len(train) == 24
+    assert any(not np.array_equal(train[0]["pixels"], train[0]["pixels"]) for _ in range(5))
+    assert np.array_equal(validation[0]["pixels"], validation[0]["pixels"])
+    assert np.asarray(train[0]["pixels"]).shape == (1, 16, 16)
+    assert not any(isinstance(m, DropPath) for m in workload.load_model(str(vit_dir)).modules())
+    cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
+                                   "+model.drop_path_rate=0.1"))
+    model = image_workload(cfg, str(vit_dir)).load_model(str(vit_dir))
+    assert [m.rate for m in model.modules() if isinstance(m, DropPath)] == [0.0, 0.1]
+
+
+def test_a_domainbed_run_evaluates_every_n_steps(tmp_path, vit_dir, vlcs_root):
+    cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
+                                   "method=dense", "task.pipeline=domainbed",
+                                   "task.batch_per_domain=true", "trainer.batch_size=2",
+                                   "trainer.optimizer=adam", "trainer.lr_scheduler=constant",
+                                   "trainer.max_steps=5", "trainer.eval_every_steps=2"))
+    run(cfg, tmp_path)
+    result = record(tmp_path)
+    assert result["status"] == "completed"
+    assert [entry["step"] for entry in result["epochs"]] == [2, 4, 5]
+    assert result["epochs"][-1]["epoch"] == 2  # 8 rows in each domain / 2 a batch = 4 steps
+
+
+def test_an_unknown_pipeline_names_the_valid_ones(tmp_path, vit_dir, vlcs_root):
+    from emoe_cli.errors import UserError
+    from emoe_cli.workloads.image import check_image_task
+
+    cfg = compose_config(["task=vlcs", "task.pipeline=timm"])
+    with pytest.raises(UserError, match="task.pipeline='timm' is invalid; valid: processor, "
+                                        "domainbed"):
+        check_image_task(cfg.task)
