@@ -31,4 +31,6 @@ def summary_table(record: dict[str, Any], results_path: str) -> str:
     if record.get("best_epoch"):
         title += f" · best epoch {record['best_epoch']}"
     timing = "  ".join(f"{k} {v:.1f}s" for k, v in record["timing"].items())
-    return "\n".join([title, *lines, f"timing: {timing}", f"record: {results_path}"])
+    skipped = [f"OOD skipped (absent): {', '.join(record['ood_missing'])}"] \
+        if record.get("ood_missing") else []
+    return "\n".join([title, *lines, *skipped, f"timing: {timing}", f"record: {results_path}"])
