@@ -2,8 +2,10 @@
 
 Each source reads one split into canonical columns `text_a`, `text_b`, `label`, from the
 classic local files under `data.root` (the `glue_data/<TASK>/` layout and the OOD sets'
-original release formats) or, when no root is given, from the model hub. The readers live in
-glue.py, nli.py and sentiment.py; adding a data set is one reader and one entry in `SOURCES`.
+original release formats) or, when no root is given, from the model hub; GLUE-X's
+self-collected sets only from their `save_to_disk` folders under data.root. The readers live in
+glue.py, nli.py, sentiment.py and glue_x.py; adding a data set is one reader and one entry in
+`SOURCES`.
 """
 
 from __future__ import annotations
