@@ -10,6 +10,7 @@ from emoe_cli.data.labels import NLI2, PARAPHRASE, bridge, entailment_as_paraphr
 from emoe_cli.data.sources import SOURCES, load_source
 from emoe_cli.data.tasks import check_task, read_ood
 from emoe_cli.errors import DataError, MissingData, UserError
+from tests.data import fakes
 from tests.helpers import compose_config
 
 
@@ -98,6 +99,18 @@ def test_polarity_sets_read_their_original_release_files(tmp_path, name, line, e
     (folder / "test.csv").write_text(line)
     data = load_source(name, "test", tmp_path)
     assert list(zip(data["text_a"], data["label"])) == expected
+
+
+@pytest.mark.parametrize("name, hub, column", [
+    ("yelp_polarity", "fancyzhx/yelp_polarity", "text"),
+    ("amazon_polarity", "fancyzhx/amazon_polarity", "content"),  # GLUE-X drops the title
+])
+def test_polarity_sets_without_root_come_from_the_hub(monkeypatch, name, hub, column):
+    calls = fakes.install(monkeypatch, {hub: {"title": ["t", "u"], column: ["good", "bad"],
+                                              "label": [1, 0]}}).calls
+    data = load_source(name, "test", None)
+    assert [call[:3] for call in calls] == [(hub, None, "test")]
+    assert list(zip(data["text_a"], data["label"])) == [("good", 1), ("bad", 0)]
 
 
 def test_a_malformed_polarity_row_follows_bad_rows(tmp_path):
