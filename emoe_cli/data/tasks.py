@@ -154,21 +154,23 @@ def read_ood(task, name: str, root: str | Path | None, link: Bridge) -> datasets
     if is_file_task(task) and name in (task.get("files") or {}):
         data = read_task_file(task, name)
     else:
-        data = read_ood_source(name, root, [other for _, other in ood_sets(task)
-                                            if other != name])
+        listed = ood_sets(task)
+        key = next((k for k, other in listed if other == name), "task.ood")
+        data = read_ood_source(name, root, [o for k, o in listed if k == key and o != name], key)
     if link.gold is not None:
         data = data.map(lambda batch: {"label": [link.gold(y) for y in batch["label"]]},
                         batched=True)
     return data
 
 
-def read_ood_source(name: str, root: str | Path | None,
-                    others: list[str] | None = None) -> datasets.Dataset:
+def read_ood_source(name: str, root: str | Path | None, others: list[str] | None = None,
+                    key: str = "task.ood") -> datasets.Dataset:
     """A registered OOD set: from data.root if its folder is there, else from the hub.
 
     OOD sets are often not in a glue_data folder (HANS, SciTail, ...); reading those from the
-    hub lets a local GLUE copy and hub-only OOD sets be used together. `others` (the task's
-    other OOD sets) makes the error message suggest the override that drops this one.
+    hub lets a local GLUE copy and hub-only OOD sets be used together. `others` (the other
+    sets under the same config `key`) makes the error message suggest the override that drops
+    this one.
     """
     source, local = SOURCES[name], check_root(root)
     if local is None or not source.hub or (local / source.folder).is_dir():
@@ -179,8 +181,8 @@ def read_ood_source(name: str, root: str | Path | None,
         return source.read(source.ood_split, None)
     except DataError as error:
         reason = type(error.__cause__).__name__ if error.__cause__ else error
-        without = f"task.ood=[{','.join(others or [])}]"
-        raise DataError(f"task.ood: {name!r} is neither under data.root ({local / source.folder} "
+        without = f"{key}=[{','.join(others or [])}]"
+        raise DataError(f"{key}: {name!r} is neither under data.root ({local / source.folder} "
                         f"does not exist) nor loadable from the hub ({reason}); add it there "
                         f"or leave it out: {without}") from error
 

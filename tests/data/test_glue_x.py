@@ -161,3 +161,11 @@ def test_unknown_ood_names_list_the_valid_ones(overrides, message):
     with pytest.raises(UserError) as error:
         check_task(compose_config(overrides).task)
     assert str(error.value) == message
+
+
+def test_an_unreachable_extra_names_the_extra_key(shared_data, monkeypatch):
+    task = compose_config(["task=rte", "task.ood=[mrpc]", "task.ood_extra=[paws,scitail]"]).task
+    fakes.offline(monkeypatch)
+    with pytest.raises(DataError, match=r"^task.ood_extra: 'scitail' is neither under data.root "
+                                        r".* leave it out: task.ood_extra=\[paws\]$"):
+        read_ood(task, "scitail", shared_data, check_task(task)["scitail"])
