@@ -11,6 +11,10 @@ class DataError(UserError):
     """A data file is missing or malformed; the message names the file."""
 
 
+class MissingData(DataError):
+    """A data set with no download is absent locally: an OOD set may be skipped for this."""
+
+
 class RunFailure(Exception):
     """The run itself went wrong in a way we can explain in one line (e.g. a NaN loss)."""
 

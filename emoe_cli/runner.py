@@ -116,6 +116,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     record.extra.update(workload.record_extra)
     if data.skipped_rows:
         record.extra["skipped_rows"] = data.skipped_rows
+    if getattr(data, "missing_ood", None):  # OOD sets skipped as absent (data.ood_missing)
+        record.extra["ood_missing"] = data.missing_ood
     model = workload.load_model(weights)
     add_uniform_noise(model, cfg.moe.get("noise_lambda", 0.0), seed=cfg.seed)  # NoisyTune
 

@@ -80,6 +80,7 @@ class DataSchema:
     selection: str = field(default="dev", metadata=one_of("dev", "heldout"))
     selection_fraction: float = field(default=0.1, metadata=check("a number in (0, 1)",
                                                                   lambda v: 0 < v < 1))
+    ood_missing: str = field(default="skip", metadata=one_of("skip", "error"))  # tasks.py
 
 
 @dataclass

@@ -32,7 +32,10 @@ def summary_table(record: dict[str, Any], results_path: str) -> str:
         title += f" · best epoch {record['best_epoch']}"
     timing = "  ".join(f"{k} {v:.1f}s" for k, v in record["timing"].items())
     receipt = receipt_line(record.get("conversion_receipt") or {})
-    return "\n".join([title, *lines, *receipt, f"timing: {timing}", f"record: {results_path}"])
+    skipped = [f"OOD skipped (absent): {', '.join(record['ood_missing'])}"] \
+        if record.get("ood_missing") else []
+    return "\n".join([title, *lines, *receipt, *skipped, f"timing: {timing}",
+                      f"record: {results_path}"])
 
 
 def receipt_line(receipt: dict[str, Any]) -> list[str]:

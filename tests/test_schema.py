@@ -26,6 +26,7 @@ BAD = [
     ("trainer.device=tpu", "trainer.device='tpu' is invalid; valid: auto, cpu, cuda"),
     ("moe.split=halves", "moe.split='halves' is invalid; valid: cluster, random"),
     ("gate.name=softmax", "gate='softmax' is invalid; valid: avg_k, cosine, learned"),
+    ("data.ood_missing=warn", "data.ood_missing='warn' is invalid; valid: skip, error"),
     # missing files
     ("data.root=/no/such/folder", "data.root='/no/such/folder' is invalid; valid: an existing"),
     # incompatible combinations

@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from emoe_cli.config import available_choices
 from emoe_cli.data.instruction_task import check_instruction_task
 from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood
-from emoe_cli.errors import DataError, UserError
+from emoe_cli.errors import DataError, MissingData, UserError
 from emoe_cli.evaluation.evaluate import predict
 from emoe_cli.models import load_classifier
 from emoe_cli.train import run
@@ -25,16 +26,16 @@ from emoe_cli.workloads.registry import WORKLOADS
 from tests.data import fakes
 from tests.helpers import compose_config
 
-GLUE_PRESETS = {  # task -> (metrics, num_labels, eval split, OOD sets)
+GLUE_PRESETS = {  # task -> (metrics, num_labels, eval split, OOD sets as GLUE-X pairs them)
     "cola": (["matthews_correlation"], 2, "validation", ["cola_ood"]),
-    "sst2": (["accuracy"], 2, "validation", ["imdb", "yelp", "amazon"]),
-    "mrpc": (["accuracy", "f1"], 2, "validation", ["qqp", "paws"]),
-    "qqp": (["accuracy", "f1"], 2, "validation", ["mrpc", "paws"]),
+    "sst2": (["accuracy"], 2, "validation",
+             ["imdb", "yelp_polarity", "amazon_polarity", "flipkart"]),
+    "mrpc": (["accuracy", "f1"], 2, "validation", ["qqp", "rte", "hans", "twitter"]),
+    "qqp": (["accuracy", "f1"], 2, "validation", ["mrpc", "rte", "hans", "twitter"]),
     "stsb": (["pearson", "spearmanr"], 1, "validation", ["sick_relatedness"]),
-    "mnli": (["accuracy"], 3, "validation_matched",
-             ["mnli_mismatched", "snli", "sick_nli", "hans"]),
-    "qnli": (["accuracy"], 2, "validation", ["wikiqa"]),
-    "rte": (["accuracy"], 2, "validation", ["snli", "sick_nli", "scitail"]),
+    "mnli": (["accuracy"], 3, "validation_matched", ["mnli_mismatched", "snli", "sick_nli"]),
+    "qnli": (["accuracy"], 2, "validation", ["qnli_ood"]),
+    "rte": (["accuracy"], 2, "validation", ["mrpc", "qqp", "hans", "scitail"]),
 }
 
 
@@ -43,6 +44,7 @@ def test_glue_presets_carry_official_metrics_and_ood_sets(name):
     task = compose_config([f"task={name}"]).task
     assert (list(task.metrics), task.num_labels, task.eval_split, list(task.ood)) == \
         GLUE_PRESETS[name]
+    assert list(task.ood_extra) == []  # extras are opt-in
     assert task.name == task.source == name
     check_task(task)
 
@@ -58,20 +60,24 @@ def test_every_task_preset_passes_the_checks():
 
 
 def test_only_hans_needs_its_predictions_mapped():
-    bridges = check_task(compose_config(["task=mnli"]).task)
+    bridges = check_task(compose_config(["task=mnli", "task.ood_extra=[hans]"]).task)
     assert bridges["hans"].predictions is collapse_nli_predictions
     assert all(b.predictions is None and b.gold is None
                for name, b in bridges.items() if name != "hans")
-    rte = check_task(compose_config(["task=rte"]).task)
-    assert rte["snli"].gold is not None and rte["sick_nli"].gold is not None
-    assert rte["scitail"].gold is None
+    rte = check_task(compose_config(["task=rte", "task.ood_extra=[snli,sick_nli]"]).task)
+    assert all(rte[name].gold is not None for name in ("snli", "sick_nli", "mrpc", "qqp"))
+    assert rte["scitail"].gold is None and rte["hans"].gold is None
+    mrpc = check_task(compose_config(["task=mrpc"]).task)
+    assert [name for name, b in mrpc.items() if b.gold is not None] == ["rte", "hans"]
 
 
 @pytest.mark.parametrize("overrides, message", [
     (["task=rte", "task.ood=[imdb]"],
      r"task.ood: 'imdb' \(negative, positive\) cannot score a rte model \(entailment, "
-     r"not_entailment\); valid: hans, mnli, mnli_mismatched, qnli, rte, scitail, sick_nli"),
-    (["task=stsb", "task.ood=[snli2]"], "task.ood: unknown data set 'snli2'; valid: amazon"),
+     r"not_entailment\); valid: hans, mnli, mnli_mismatched, mrpc, paws, qnli, qnli_ood, qqp, "
+     r"rte, scitail, sick_nli, snli, twitter, wikiqa$"),
+    (["task=stsb", "task.ood=[snli2]"],
+     "task.ood: unknown data set 'snli2'; valid: sick_relatedness, stsb"),
     (["task=mnli", "task.num_labels=2"],
      "task.num_labels=2 does not fit task.source=mnli .*; valid: 3"),
     (["task=sst2", "task.source=sst3"], "task.source: unknown data set 'sst3'; valid: amazon"),
@@ -116,7 +122,8 @@ def test_mnli_from_the_hub_maps_hans_predictions(monkeypatch, tokenizer):
         "nyu-mll/glue": _nli_table([0, 1, 2, 1]), "stanfordnlp/snli": _nli_table([2, -1, 0]),
         "jhu-cogsci/hans": _nli_table([0, 1]),
         "RobZamp/sick": {"sentence_A": ["a"], "sentence_B": ["b"], "label": [1]}})
-    data = load_task_data(compose_config(["task=mnli"]).task, data_cfg(None), tokenizer, 32)
+    task = compose_config(["task=mnli", "task.ood_extra=[hans]"]).task
+    data = load_task_data(task, data_cfg(None), tokenizer, 32)
     assert [(path, config, split) for path, config, split, _ in hub.calls] == [
         ("nyu-mll/glue", "mnli", "train"), ("nyu-mll/glue", "mnli", "validation_matched"),
         ("nyu-mll/glue", "mnli", "validation_mismatched"), ("stanfordnlp/snli", None, "test"),
@@ -136,6 +143,35 @@ def test_ood_set_missing_under_root_comes_from_the_hub(shared_data, monkeypatch,
     fakes.install(monkeypatch, {"allenai/scitail": _nli_table(["entails", "neutral"])})
     data = load_task_data(task, data_cfg(shared_data, 4), tokenizer, 32)
     assert data.ood["scitail"]["labels"] == [0, 1]
+
+
+def _sst2_root(root):
+    (root / "SST-2").mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (root / "SST-2" / name).write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    return root
+
+
+def test_an_absent_glue_x_folder_is_skipped_and_named(tmp_path, tokenizer, caplog):
+    task = compose_config(["task=sst2", "task.ood=[flipkart]"]).task
+    root = _sst2_root(tmp_path)
+    data = load_task_data(task, data_cfg(root), tokenizer, 32)
+    expected = f"needs {root}/datasets_self_collected/flipkart, which does not exist"
+    assert data.ood == {} and list(data.missing_ood) == ["flipkart"]
+    assert expected in data.missing_ood["flipkart"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and expected in warnings[0] and "skipped" in warnings[0]
+    strict = OmegaConf.merge(data_cfg(root), {"ood_missing": "error"})
+    with pytest.raises(MissingData, match=expected):
+        load_task_data(task, strict, tokenizer, 32)
+    with pytest.raises(UserError, match=r"data.ood_missing='maybe' is invalid; valid: skip, "
+                                        r"error"):
+        load_task_data(task, OmegaConf.merge(data_cfg(root), {"ood_missing": "maybe"}),
+                       tokenizer, 32)
+    datasets.Dataset.from_dict({"sentence": ["nice", "meh"], "label": ["positive", "neutral"]}
+                               ).save_to_disk(str(root / "datasets_self_collected" / "flipkart"))
+    data = load_task_data(task, strict, tokenizer, 32)
+    assert data.ood["flipkart"]["labels"] == [1, 0] and data.missing_ood == {}
 
 
 def test_file_task_reads_its_files_and_extra_ood_split(tmp_path, tokenizer):
@@ -197,6 +233,37 @@ def test_ood_evaluation_applies_the_prediction_map():
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task.ood_extra=[nope]"], "task.ood_extra: unknown data set 'nope'; valid: amazon, "
+                                "amazon_polarity, flipkart, imdb, sst2, yelp, yelp_polarity"),
+    (["task.ood=[flipkart]", "data.ood_missing=error"],
+     "task.ood: GLUE-X's 'flipkart' needs {root}/datasets_self_collected/flipkart, which does "
+     "not exist; expected a datasets.save_to_disk folder (dataset_info.json, state.json, "
+     "data-*.arrow) with columns sentence, label"),
+])
+def test_bad_ood_input_exits_with_one_line(shared_data, minilm_path, tmp_path, capsys,
+                                           overrides, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config([*TINY, f"data.root={shared_data}", *overrides]), tmp_path)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("emoe-run: error: ")]
+    assert lines == [f"emoe-run: error: {message.format(root=shared_data)}"]
+
+
+@pytest.mark.slow
+def test_a_run_without_glue_x_folders_records_what_it_skipped(minilm_path, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    root = _sst2_root(tmp_path / "data")  # a tiny SST-2, no GLUE-X folders: OOD on its dev set
+    run(compose_config([*TINY, f"data.root={root}", "task=sst2", "task.ood=[sst2,flipkart]"]),
+        tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["status"] == "completed" and list(record["ood"]) == ["sst2"]
+    assert list(record["ood_missing"]) == ["flipkart"]
+    assert "datasets_self_collected/flipkart" in record["ood_missing"]["flipkart"]
+    assert "OOD skipped (absent): flipkart" in capsys.readouterr().out
 
 
 @pytest.mark.slow

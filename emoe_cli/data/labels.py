@@ -68,6 +68,12 @@ sick_entailment_label = words({"ENTAILMENT": ENTAILMENT, "NEUTRAL": NEUTRAL,
                                "CONTRADICTION": CONTRADICTION})
 hans_label = words({"entailment": ENTAILMENT, "non-entailment": NOT_ENTAILMENT})
 scitail_label = words({"entails": ENTAILMENT, "neutral": NOT_ENTAILMENT})
+# GLUE-X's self-collected sets: ids as saved, or the label words GLUE-X's own loader maps
+# (evaluation/utils_lp.py:417-453: qnli_ood's entailment / not_entailment; flipkart's three
+# sentiments, neutral counted as negative).
+qnli_ood_label = words({"0": ENTAILMENT, "1": NOT_ENTAILMENT, "entailment": ENTAILMENT,
+                        "not_entailment": NOT_ENTAILMENT})
+flipkart_label = words({"0": 0, "1": 1, "negative": 0, "neutral": 0, "positive": 1})
 
 
 def snli_label(value: str | int | None) -> int | None:
@@ -129,6 +135,14 @@ def collapse_nli_predictions(predictions: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(predictions) == ENTAILMENT, ENTAILMENT, NOT_ENTAILMENT)
 
 
+def entailment_as_paraphrase(label: int) -> int:
+    """GLUE-X's bridge between NLI and paraphrase sets (its evaluation/utils_lp.py:388-416
+    flips the id): entailment (0) is paraphrase (1) and back; it is its own inverse."""
+    if label not in (0, 1):
+        raise ValueError(f"2-way label {label!r}; valid: 0, 1")
+    return 1 - label
+
+
 @dataclass(frozen=True)
 class Bridge:
     """How a task scores an OOD set labelled in another space: map gold labels or predictions."""
@@ -141,6 +155,8 @@ class Bridge:
 BRIDGES: dict[tuple[str, str], Bridge] = {
     (NLI2.name, NLI3.name): Bridge(gold=nli3_to_nli2),  # e.g. RTE scored on SNLI / SICK
     (NLI3.name, NLI2.name): Bridge(predictions=collapse_nli_predictions),  # MNLI scored on HANS
+    (NLI2.name, PARAPHRASE.name): Bridge(gold=entailment_as_paraphrase),  # RTE on MRPC / QQP
+    (PARAPHRASE.name, NLI2.name): Bridge(gold=entailment_as_paraphrase),  # MRPC on RTE / HANS
 }
 
 

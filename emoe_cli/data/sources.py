@@ -2,8 +2,10 @@
 
 Each source reads one split into canonical columns `text_a`, `text_b`, `label`, from the
 classic local files under `data.root` (the `glue_data/<TASK>/` layout and the OOD sets'
-original release formats) or, when no root is given, from the model hub. The readers live in
-glue.py, nli.py and sentiment.py; adding a data set is one reader and one entry in `SOURCES`.
+original release formats) or, when no root is given, from the model hub; GLUE-X's
+self-collected sets only from their `save_to_disk` folders under data.root. The readers live in
+glue.py, nli.py, sentiment.py and glue_x.py; adding a data set is one reader and one entry in
+`SOURCES`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from emoe_cli.data import labels
+from emoe_cli.data import glue_x, labels
 from emoe_cli.data.glue import read_cola_ood, read_glue
 from emoe_cli.data.labels import LabelSpace
 from emoe_cli.data.nli import (
@@ -27,7 +29,13 @@ from emoe_cli.data.nli import (
     read_snli,
     read_wikiqa,
 )
-from emoe_cli.data.sentiment import read_amazon, read_imdb, read_yelp
+from emoe_cli.data.sentiment import (
+    POLARITY_FOLDERS,
+    read_amazon,
+    read_imdb,
+    read_polarity,
+    read_yelp,
+)
 from emoe_cli.errors import DataError
 
 Reader = Callable[[str, "Path | None"], datasets.Dataset]
@@ -38,13 +46,24 @@ class Source:
     """A named data set: its reader, what its label ids mean, and where it lives.
 
     `ood_split` is the split read when the set serves as an OOD test set (GLUE sets use their
-    dev split, as GLUE's test labels are hidden); `folder` is its directory under data.root.
+    dev split, as GLUE's test labels are hidden); `folder` is its directory under data.root;
+    `hub` is False for a set that exists only as a local folder (GLUE-X's self-collected ones).
     """
 
     read: Reader
     space: LabelSpace
     ood_split: str
     folder: str
+    hub: bool = True
+
+
+def _self_collected(name: str, space: LabelSpace) -> Source:
+    return Source(partial(glue_x.read_self_collected, name), space, "test",
+                  f"{glue_x.FOLDER}/{name}", hub=False)
+
+
+def _polarity(name: str) -> Source:
+    return Source(partial(read_polarity, name), labels.SENTIMENT, "test", POLARITY_FOLDERS[name])
 
 
 def _glue(name: str, space: LabelSpace, folder: str, ood_split: str = "validation") -> Source:
@@ -61,19 +80,26 @@ SOURCES: dict[str, Source] = {
     "mnli": _glue("mnli", labels.NLI3, "MNLI", ood_split="validation_matched"),
     "qnli": _glue("qnli", labels.NLI2, "QNLI"),
     "rte": _glue("rte", labels.NLI2, "RTE"),
-    # out-of-domain sets
+    # out-of-domain sets: GLUE-X's, which the task presets' `ood` lists name ...
     "mnli_mismatched": _glue("mnli", labels.NLI3, "MNLI", ood_split="validation_mismatched"),
-    "cola_ood": Source(read_cola_ood, labels.ACCEPTABILITY, "test", "CoLA"),
     "imdb": Source(read_imdb, labels.SENTIMENT, "test", "IMDB"),
-    "yelp": Source(read_yelp, labels.SENTIMENT, "test", "yelp"),
-    "amazon": Source(read_amazon, labels.SENTIMENT, "test", "amazon_multidomain"),
+    "yelp_polarity": _polarity("yelp_polarity"),
+    "amazon_polarity": _polarity("amazon_polarity"),
     "snli": Source(read_snli, labels.NLI3, "test", "SNLI"),
     "sick_nli": Source(read_sick_nli, labels.NLI3, "test", "SICK"),
+    "sick_relatedness": Source(read_sick_relatedness, labels.SIMILARITY, "test", "SICK"),
     "hans": Source(read_hans, labels.NLI2, "test", "HANS"),
     "scitail": Source(read_scitail, labels.NLI2, "test", "SciTail"),
+    "cola_ood": _self_collected("cola_ood", labels.ACCEPTABILITY),
+    "qnli_ood": _self_collected("qnli_ood", labels.NLI2),
+    "twitter": _self_collected("twitter", labels.PARAPHRASE),
+    "flipkart": _self_collected("flipkart", labels.SENTIMENT),
+    # ... and extras (`task.ood_extra`): other shifts for the same tasks
+    "cola_ood_dev": Source(read_cola_ood, labels.ACCEPTABILITY, "test", "CoLA"),
+    "yelp": Source(read_yelp, labels.SENTIMENT, "test", "yelp"),
+    "amazon": Source(read_amazon, labels.SENTIMENT, "test", "amazon_multidomain"),
     "wikiqa": Source(read_wikiqa, labels.NLI2, "test", "WikiQA"),
     "paws": Source(read_paws, labels.PARAPHRASE, "test", "PAWS"),
-    "sick_relatedness": Source(read_sick_relatedness, labels.SIMILARITY, "test", "SICK"),
 }
 
 

@@ -1,10 +1,14 @@
 """Assemble a task's data for one run: train, ID evaluation and OOD sets, tokenised.
 
 A task config names a registered data set (`source: rte`) or `source: file` (bring your own
-files, see files.py). Its OOD sets are registered data sets, or for a file task also keys of
+files, see files.py). Its OOD sets (`task.ood`, GLUE-X's pairing in the presets, then the
+opt-in `task.ood_extra`) are registered data sets, or for a file task also keys of
 `task.files`. An OOD set labelled in another space than the task's is scored through an
-explicit bridge (labels.BRIDGES): RTE on SNLI/SICK maps their gold labels to 2-way, MNLI on
-HANS maps the model's 3-way predictions to 2-way (`TaskData.prediction_maps`).
+explicit bridge (labels.BRIDGES): RTE on SNLI/SICK maps their gold labels to 2-way, RTE on
+MRPC reads paraphrase as entailment (GLUE-X), MNLI on HANS maps the model's 3-way predictions
+to 2-way (`TaskData.prediction_maps`). A GLUE-X set that exists only as a local folder and is
+absent is skipped with a warning (`data.ood_missing=skip`, recorded in `TaskData.missing_ood`)
+or stops the run (`error`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read
 from emoe_cli.data.labels import Bridge, LabelSpace, bridge
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.sources import SOURCES, check_root, load_source
-from emoe_cli.errors import DataError, UserError
+from emoe_cli.errors import DataError, MissingData, UserError
 from emoe_cli.evaluation.metrics import METRICS
 
 log = logging.getLogger("emoe")
@@ -42,6 +46,7 @@ class TaskData:
     ood: dict[str, datasets.Dataset]
     prediction_maps: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
     skipped_rows: dict[str, int] = field(default_factory=dict)  # task.bad_rows=skip: per file
+    missing_ood: dict[str, str] = field(default_factory=dict)  # OOD sets skipped: why
     selection: datasets.Dataset | None = None  # carved from train (data.selection=heldout)
 
 
@@ -71,7 +76,21 @@ def check_task(task) -> dict[str, Bridge]:
         raise UserError(f"task.metrics: unknown metric {unknown[0]!r}; valid: "
                         f"{', '.join(METRICS)}")
     space = task_space(task)
-    return {name: ood_bridge(task, name, space) for name in task.ood}
+    return {name: ood_bridge(task, name, space, key) for key, name in ood_sets(task)}
+
+
+def ood_sets(task) -> list[tuple[str, str]]:
+    """(config key, name) of every OOD set to score: `task.ood`, then `task.ood_extra`."""
+    pairs, seen = [], set()
+    for key in ("ood", "ood_extra"):
+        names = task.get(key) or []
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise UserError(f"task.{key}={names!r} is invalid; valid: a list of data set names")
+        for name in names:
+            if name not in seen:
+                seen.add(name)
+                pairs.append((f"task.{key}", name))
+    return pairs
 
 
 def task_space(task) -> LabelSpace | None:
@@ -89,25 +108,36 @@ def task_space(task) -> LabelSpace | None:
     return space
 
 
-def ood_bridge(task, name: str, space: LabelSpace | None) -> Bridge:
+def ood_bridge(task, name: str, space: LabelSpace | None, key: str = "task.ood") -> Bridge:
     """How OOD set `name` is scored for this task, or a UserError listing the sets that fit."""
     if is_file_task(task) and name in (task.get("files") or {}):
         return Bridge()
     if name not in SOURCES:
-        raise UserError(f"task.ood: unknown data set {name!r}; valid: "
-                        f"{', '.join(sorted(SOURCES))}")
+        raise UserError(f"{key}: unknown data set {name!r}; valid: "
+                        f"{', '.join(fitting_sets(task, space))}")
     ood_space = SOURCES[name].space
     if space is None:  # a file task: only the number of classes can be checked
         if ood_space.num_labels != task.num_labels:
-            raise UserError(f"task.ood: {name!r} has {ood_space.num_labels} label(s) "
+            raise UserError(f"{key}: {name!r} has {ood_space.num_labels} label(s) "
                             f"({ood_space.describe()}) but task.num_labels={task.num_labels}")
         return Bridge()
     found = bridge(space, ood_space)
     if found is None:
-        fitting = [n for n, s in sorted(SOURCES.items()) if bridge(space, s.space) is not None]
-        raise UserError(f"task.ood: {name!r} ({ood_space.describe()}) cannot score a "
-                        f"{task.source} model ({space.describe()}); valid: {', '.join(fitting)}")
+        raise UserError(f"{key}: {name!r} ({ood_space.describe()}) cannot score a "
+                        f"{task.source} model ({space.describe()}); valid: "
+                        f"{', '.join(fitting_sets(task, space))}")
     return found
+
+
+def fitting_sets(task, space: LabelSpace | None) -> list[str]:
+    """The OOD set names this task could score: registered sets whose labels bridge to its
+    space (for a file task: with as many labels, and its extra `task.files` keys)."""
+    if space is None:
+        splits = (task.train_split, task.eval_split)
+        extra = [k for k in (task.get("files") or {}) if k not in splits]
+        return sorted(extra) + [n for n, s in sorted(SOURCES.items())
+                                if s.space.num_labels == task.num_labels]
+    return [n for n, s in sorted(SOURCES.items()) if bridge(space, s.space) is not None]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -124,23 +154,26 @@ def read_ood(task, name: str, root: str | Path | None, link: Bridge) -> datasets
     if is_file_task(task) and name in (task.get("files") or {}):
         data = read_task_file(task, name)
     else:
-        data = read_ood_source(name, root, [other for other in task.ood if other != name])
+        listed = ood_sets(task)
+        key = next((k for k, other in listed if other == name), "task.ood")
+        data = read_ood_source(name, root, [o for k, o in listed if k == key and o != name], key)
     if link.gold is not None:
         data = data.map(lambda batch: {"label": [link.gold(y) for y in batch["label"]]},
                         batched=True)
     return data
 
 
-def read_ood_source(name: str, root: str | Path | None,
-                    others: list[str] | None = None) -> datasets.Dataset:
+def read_ood_source(name: str, root: str | Path | None, others: list[str] | None = None,
+                    key: str = "task.ood") -> datasets.Dataset:
     """A registered OOD set: from data.root if its folder is there, else from the hub.
 
     OOD sets are often not in a glue_data folder (HANS, SciTail, ...); reading those from the
-    hub lets a local GLUE copy and hub-only OOD sets be used together. `others` (the task's
-    other OOD sets) makes the error message suggest the override that drops this one.
+    hub lets a local GLUE copy and hub-only OOD sets be used together. `others` (the other
+    sets under the same config `key`) makes the error message suggest the override that drops
+    this one.
     """
     source, local = SOURCES[name], check_root(root)
-    if local is None or (local / source.folder).is_dir():
+    if local is None or not source.hub or (local / source.folder).is_dir():
         return source.read(source.ood_split, local)
     log.info("OOD set %s: no %s folder under data.root, reading it from the hub", name,
              source.folder)
@@ -148,8 +181,8 @@ def read_ood_source(name: str, root: str | Path | None,
         return source.read(source.ood_split, None)
     except DataError as error:
         reason = type(error.__cause__).__name__ if error.__cause__ else error
-        without = f"task.ood=[{','.join(others or [])}]"
-        raise DataError(f"task.ood: {name!r} is neither under data.root ({local / source.folder} "
+        without = f"{key}=[{','.join(others or [])}]"
+        raise DataError(f"{key}: {name!r} is neither under data.root ({local / source.folder} "
                         f"does not exist) nor loadable from the hub ({reason}); add it there "
                         f"or leave it out: {without}") from error
 
@@ -169,8 +202,8 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
         train, held_out = split_for_selection(train, data_cfg)
         validation = cap(read_split(task, task.eval_split, root), data_cfg.max_eval_samples,
                          seed)
-        ood = {name: cap(read_ood(task, name, root, link), data_cfg.max_eval_samples, seed)
-               for name, link in bridges.items()}
+        ood, missing = read_ood_sets(task, bridges, root, missing_policy(data_cfg))
+        ood = {name: cap(data, data_cfg.max_eval_samples, seed) for name, data in ood.items()}
 
     def encode(data: datasets.Dataset) -> datasets.Dataset:
         return tokenize(data, tokenizer, max_length, float_labels=task.num_labels == 1)
@@ -179,7 +212,34 @@ def load_task_data(task, data_cfg, tokenizer: PreTrainedTokenizerBase,
                        if link.predictions is not None}
     return TaskData(encode(train), encode(validation), {k: encode(v) for k, v in ood.items()},
                     prediction_maps, selection=None if held_out is None else encode(held_out),
-                    skipped_rows=dict(bad_rows.skipped))
+                    skipped_rows=dict(bad_rows.skipped), missing_ood=missing)
+
+
+MISSING_POLICIES = ("skip", "error")
+
+
+def missing_policy(data_cfg) -> str:
+    """`data.ood_missing`: what an absent local-only OOD set (GLUE-X's folders) does."""
+    policy = data_cfg.get("ood_missing") or "skip"
+    if policy not in MISSING_POLICIES:
+        raise UserError(f"data.ood_missing={policy!r} is invalid; valid: "
+                        f"{', '.join(MISSING_POLICIES)}")
+    return policy
+
+
+def read_ood_sets(task, bridges: dict[str, Bridge], root, policy: str
+                  ) -> tuple[dict[str, datasets.Dataset], dict[str, str]]:
+    """Every OOD set that can be read, and for each skipped one the reason (policy `skip`)."""
+    ood, missing = {}, {}
+    for name, link in bridges.items():
+        try:
+            ood[name] = read_ood(task, name, root, link)
+        except MissingData as error:
+            if policy == "error":
+                raise
+            log.warning("%s; skipped (data.ood_missing=error stops instead)", error)
+            missing[name] = str(error)
+    return ood, missing
 
 
 def tokenize(data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,

@@ -11,7 +11,7 @@ from tests.data import fakes
 
 @pytest.mark.parametrize("name, split, rows, labels", [
     ("cola", "validation", 1043, [0, 1]),
-    ("cola_ood", "test", 516, [0, 1]),
+    ("cola_ood_dev", "test", 516, [0, 1]),
     ("mrpc", "validation", 408, [0, 1]),
     ("mrpc", "train", 3668, [0, 1]),
     ("rte", "validation", 277, [0, 1]),
@@ -169,11 +169,11 @@ def test_glue_hub_stsb_stays_float_and_unlabelled_test_rows_are_dropped(monkeypa
         load_source("stsb", "test", None)
 
 
-def test_cola_ood_without_root_reads_the_public_release(monkeypatch):
+def test_cola_ood_dev_without_root_reads_the_public_release(monkeypatch):
     hub = fakes.install(monkeypatch, {"csv": {"source": ["clc95"], "label": [0],
                                               "original_label": ["*"],
                                               "sentence": ["Him left."]}})
-    data = load_source("cola_ood", "test", None)
+    data = load_source("cola_ood_dev", "test", None)
     path, config, split, options = hub.calls[0]
     assert (path, config, split) == ("csv", None, "train")
     assert options["data_files"].startswith("zip://cola_public/raw/out_of_domain_dev.tsv::")

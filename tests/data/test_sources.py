@@ -98,5 +98,6 @@ def test_hub_failure_suggests_a_local_root(monkeypatch):
 
 
 def test_unknown_set_lists_the_valid_ones():
-    with pytest.raises(DataError, match="unknown data set 'snli2'; valid: amazon, cola, "):
+    with pytest.raises(DataError,
+                       match="unknown data set 'snli2'; valid: amazon, amazon_polarity, cola, "):
         load_source("snli2", "test", None)
