@@ -9,6 +9,10 @@ class DataError(UserError):
     """A data file is missing or malformed; the message names the file."""
 
 
+class CheckpointError(UserError):
+    """A checkpoint that cannot be resumed (incomplete, damaged, planted, other data)."""
+
+
 class RunFailure(Exception):
     """The run itself went wrong in a way we can explain in one line (e.g. a NaN loss)."""
 
