@@ -10,6 +10,8 @@ files, the hub, images), and a moved but unchanged copy still resumes.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -18,23 +20,41 @@ from omegaconf import DictConfig
 BATCH_ROWS = 8192  # fixed, so the hash does not depend on how the table happens to be chunked
 
 
-def dataset_digest(data: datasets.Dataset) -> str:
+def dataset_digest(data: datasets.Dataset, root: str | None = None) -> str:
     """SHA-256 of the rows (all columns, in order) as Arrow IPC.
 
     Each batch's columns are copied into fresh arrays first: a slice of a larger table
     serialises differently from the same rows on their own, and the hash must not care.
+    Images read from files when batched (`task.preprocess=per_batch`) count by their path
+    under `root` and their size, not by where `root` is.
     """
     digest = hashlib.sha256()
     rows = data.with_format("arrow")  # raw rows: no transform, selections applied
+    images = [name for name, kind in data.features.items() if isinstance(kind, datasets.Image)]
     for start in range(0, len(data), BATCH_ROWS):
         sliced = rows[start:start + BATCH_ROWS]
-        batch = pa.table([pa.concat_arrays(column.chunks) for column in sliced.columns],
-                         names=sliced.column_names)
+        columns = [image_files(column, root) if name in images else pa.concat_arrays(column.chunks)
+                   for name, column in zip(sliced.column_names, sliced.columns)]
+        batch = pa.table(columns, names=sliced.column_names)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_table(batch)
         digest.update(sink.getvalue())
     return digest.hexdigest()
+
+
+def image_files(column: pa.ChunkedArray, root: str | None) -> pa.Array:
+    """An image column as `relative/path:bytes` per row (embedded bytes are hashed as is)."""
+    described = []
+    for image in column.to_pylist():
+        path = (image or {}).get("path")
+        if image is None or image.get("bytes") is not None or not path:
+            described.append(hashlib.sha256(repr(image).encode()).hexdigest())
+            continue
+        where = os.path.relpath(path, root) if root else path
+        size = os.path.getsize(path) if os.path.isfile(path) else -1
+        described.append(f"{where}:{size}")
+    return pa.array(described, pa.string())
 
 
 def split_source(cfg: DictConfig, split: str) -> str:
@@ -49,10 +69,11 @@ def split_source(cfg: DictConfig, split: str) -> str:
 
 def data_fingerprint(cfg: DictConfig, data) -> dict:
     """{role: {source, rows, sha256}} for the training split and the one that picks the epoch."""
-    train_split = cfg.task.train_split
-    selection, selection_split = ((data.validation, cfg.task.eval_split) if data.selection is None
-                                  else (data.selection, train_split))
+    root = None if cfg.data.root is None else str(Path(cfg.data.root).expanduser())
+    train_split = cfg.task.get("train_split", "train")  # image tasks split domains instead
+    selection, selection_split = ((data.validation, cfg.task.get("eval_split", "validation"))
+                                  if data.selection is None else (data.selection, train_split))
     return {role: {"source": split_source(cfg, split), "rows": len(rows),
-                   "sha256": dataset_digest(rows)}
+                   "sha256": dataset_digest(rows, root)}
             for role, rows, split in (("training", data.train, train_split),
                                       ("selection", selection, selection_split))}
