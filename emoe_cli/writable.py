@@ -1,8 +1,9 @@
 """Every folder a run will write to is checked before any work, not found read-only an epoch in.
 
-The check creates and removes a file there, which also catches what permission bits do not
-show: read-only mounts, a full quota, a path through a regular file, a root user on a
-read-only file system.
+The check creates and removes a file in the folder (or, while it does not exist yet, in the
+nearest folder above it that does), which also catches what permission bits do not show:
+read-only mounts, a full quota, a path through a regular file, a root user on a read-only
+file system. Nothing is left behind, so a run that fails later has made no folders.
 """
 
 from __future__ import annotations
@@ -19,19 +20,12 @@ from omegaconf import DictConfig
 from emoe_cli.errors import UserError
 
 
-def unwritable(folder: str | Path, create: bool = True) -> str | None:
-    """Why no file can be written into `folder`, or None if one can.
-
-    With `create` the folder is made as the run would make it; without, the nearest folder
-    that exists must accept a file (for a path whose name is not final yet, e.g. Hydra's).
-    """
+def unwritable(folder: str | Path) -> str | None:
+    """Why no file can be written into `folder` (or the folders that would make it), or None."""
     path = Path(folder).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
     try:
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            while not path.exists() and path != path.parent:
-                path = path.parent
         with tempfile.TemporaryFile(dir=path, prefix=".emoe-write-check-"):
             pass
     except OSError as error:
@@ -62,7 +56,7 @@ class OutputDirCheck(Callback):
 
     @staticmethod
     def _check(key: str, folder: str) -> None:
-        reason = unwritable(folder, create=False)
+        reason = unwritable(folder)
         if reason is not None:
             print(f"emoe-run: error: {key}={folder}: not writable ({reason}); valid: a folder "
                   "this user can create files in", file=sys.stderr)
