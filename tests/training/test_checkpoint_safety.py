@@ -17,6 +17,7 @@ from emoe_cli import records, runner, train
 from emoe_cli.train import run
 from tests.helpers import compose_config
 
+PROJECT = str(Path(__file__).resolve().parents[2])
 SENTENCES = ["a fine film", "a dull film", "great acting", "poor acting", "loved it",
              "hated it", "truly moving", "badly paced"]
 
@@ -177,7 +178,7 @@ def test_a_killed_holder_leaves_no_lock(tmp_path):
         [sys.executable, "-c", "import sys, time; from emoe_cli.training.lock import "
          "IdentityLock; IdentityLock(sys.argv[1], 'live').acquire(); print('held', "
          "flush=True); time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": PROJECT})
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(IdentityBusy) as busy:
         IdentityLock(path).acquire()
@@ -204,7 +205,7 @@ def test_an_unwritable_hydra_run_dir_is_one_line(tmp_path):
     finished = subprocess.run(
         [sys.executable, "-m", "emoe_cli.train", "logger=none",
          f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1"}, timeout=120)
+        env={**os.environ, "PYTHONPATH": PROJECT, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert finished.returncode == 2
     assert "Traceback" not in finished.stderr
     assert finished.stderr.strip().splitlines() == [
