@@ -17,6 +17,7 @@ from emoe_cli import records, runner, train
 from emoe_cli.train import run
 from tests.helpers import compose_config
 
+pytestmark = pytest.mark.slow  # end-to-end runs (and one emoe-run process start)
 PROJECT = str(Path(__file__).resolve().parents[2])
 SENTENCES = ["a fine film", "a dull film", "great acting", "poor acting", "loved it",
              "hated it", "truly moving", "badly paced"]
