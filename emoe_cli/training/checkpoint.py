@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils.other import load as load_weights_only  # torch.load, weights_only=True
 from safetensors.torch import load_file, save_file
 
 from emoe_cli.errors import CheckpointError
@@ -150,6 +151,12 @@ class CheckpointStore:
         if latest is None:
             return None
         self.verify(latest, accelerator.process_index)
+        rng = latest / f"random_states_{accelerator.process_index}.pkl"
+        try:  # accelerate skips an RNG file it cannot read, which would resume other numbers
+            load_weights_only(rng)
+        except Exception as error:
+            raise CheckpointError(f"{rng}: not a saved RNG state ({type(error).__name__}); "
+                                  f"{START_OVER}") from None
         try:
             accelerator.load_state(str(latest))
             state.load(latest)

@@ -3,6 +3,7 @@ planted files never run; identical runs never share one; outputs are checked bef
 and a full disk at the end loses no metrics."""
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -136,17 +137,29 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("name", ["custom_checkpoint_0.pkl", "random_states_0.pkl"])
-def test_a_planted_pickle_never_runs(fresh, tmp_path, capsys, name):
+@pytest.mark.parametrize("name, manifest_too", [
+    ("custom_checkpoint_0.pkl", False), ("random_states_0.pkl", False),
+    ("optimizer.bin", False), ("random_states_0.pkl", True)])
+def test_a_planted_pickle_never_runs(fresh, tmp_path, capsys, name, manifest_too):
+    """Planted beside the checkpoint, over one of its files, or with a manifest to match."""
     overrides, last = fresh
     marker = tmp_path / "payload-ran"
     (last / name).write_bytes(pickle.dumps({"state": Payload(marker)}))
+    if manifest_too:
+        manifest = json.loads((last / "manifest.json").read_text())
+        manifest["files"][name] = {"bytes": (last / name).stat().st_size,
+                                   "sha256": hashlib.sha256((last / name).read_bytes()).hexdigest()}
+        (last / "manifest.json").write_text(json.dumps(manifest))
+    stopped = SystemExit(0)
     try:
         run(compose_config(overrides), tmp_path / "run")
-    except SystemExit as stopped:
+    except SystemExit as exited:
+        stopped = exited
         assert stopped.code == 2  # refused in one line: fine, as long as nothing ran
         assert "Traceback" not in capsys.readouterr().err
     assert not marker.exists(), f"the planted {name} ran its code"
+    if manifest_too:  # accelerate would skip the unreadable RNG state and resume silently
+        assert stopped.code == 2
 
 
 def test_an_identical_live_run_is_skipped_not_shared(fresh, tmp_path, capsys, monkeypatch):
