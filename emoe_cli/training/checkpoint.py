@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils.other import load as load_weights_only  # torch.load, weights_only=True
 from safetensors.torch import load_file, save_file
 
-from emoe_cli.errors import CheckpointError
+from emoe_cli.errors import CheckpointError, RunFailure
 
 log = logging.getLogger("emoe")
 COMPLETE_MARKER = "complete"
@@ -128,9 +128,13 @@ class CheckpointStore:
                     os.replace(self.current, self.previous)
                 os.replace(self.staging, self.current)
                 shutil.rmtree(self.previous, ignore_errors=True)
-        except BaseException:
+        except BaseException as error:
             if main:
                 shutil.rmtree(self.staging, ignore_errors=True)
+            if isinstance(error, OSError):  # e.g. a full disk: one line, the last one kept
+                raise RunFailure(f"trainer.checkpoint_dir: could not save {self.current} "
+                                 f"({error.strerror or error}); the previous checkpoint is "
+                                 "kept; free space or set trainer.checkpoint=false") from None
             raise
         accelerator.wait_for_everyone()
         return self.current

@@ -250,3 +250,21 @@ def test_a_full_disk_at_the_end_prints_the_metrics_and_keeps_the_earlier_record(
            "(No space left on device)" in err
     assert json.loads((folder / "results.json").read_text()) == {"status": "earlier"}
     assert not list(folder.glob(".results.json.*"))  # no half-written temporary left
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(fresh, tmp_path, capsys, monkeypatch):
+    from accelerate import Accelerator
+
+    overrides, _ = fresh
+
+    def disk_full(self, output_dir=None, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Accelerator, "save_state", disk_full)
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config([*overrides, "trainer.resume=false"]), tmp_path / "run")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "emoe-run: run failed: trainer.checkpoint_dir: could not save " in err
+    assert "(No space left on device)" in err and "trainer.checkpoint=false" in err
