@@ -15,6 +15,10 @@ class MissingData(DataError):
     """A data set with no download is absent locally: an OOD set may be skipped for this."""
 
 
+class CheckpointError(UserError):
+    """A checkpoint that cannot be resumed (incomplete, damaged, planted, other data)."""
+
+
 class RunFailure(Exception):
     """The run itself went wrong in a way we can explain in one line (e.g. a NaN loss)."""
 

@@ -31,6 +31,7 @@ from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
+from emoe_cli.training.fingerprint import data_fingerprint
 from emoe_cli.training.loop import fit
 from emoe_cli.training.lora import apply_lora_config, lora_enabled, trainable_summary
 from emoe_cli.training.sampler import DomainBatchSampler, EpochShuffleSampler
@@ -54,11 +55,13 @@ def build_accelerator(trainer_cfg: DictConfig) -> Accelerator:
                        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps)
 
 
-def checkpoint_store(cfg: DictConfig, record: RunRecord) -> CheckpointStore | None:
-    """The run's checkpoint folder (keyed by its identity, so the same command finds it)."""
+def checkpoint_store(cfg: DictConfig, record: RunRecord, data) -> CheckpointStore | None:
+    """The run's checkpoint folder (keyed by its identity, so the same command finds it),
+    tied to the fingerprint of the data it trains and selects on."""
     if not cfg.trainer.checkpoint:
         return None
-    store = CheckpointStore(Path(cfg.trainer.checkpoint_dir).absolute(), record.extra["identity"])
+    store = CheckpointStore(Path(cfg.trainer.checkpoint_dir).expanduser().absolute(),
+                            record.extra["identity"], data_fingerprint(cfg, data))
     if not cfg.trainer.resume:
         store.remove()
     return store
@@ -155,7 +158,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         with expert_mode(model, eval_as):
             return evaluate(model, select_loader, accelerator, "select eval")
 
-    checkpoints = checkpoint_store(cfg, record)
+    checkpoints = checkpoint_store(cfg, record, data)
     resumable = checkpoints.latest() if checkpoints is not None else None
     if resumable is not None:
         record.extra["resumed_from"] = str(resumable)

@@ -6,6 +6,7 @@ or an out-of-range number becomes one line naming the key, the value and what is
 Keys a schema does not list are left to the code that reads them.
 """
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -30,6 +31,10 @@ def positive() -> dict:
     return check("a positive number", lambda v: v > 0)
 
 
+def positive_finite() -> dict:
+    return check("a positive finite number", lambda v: math.isfinite(v) and v > 0)
+
+
 def unit_interval(upper_open: bool = False) -> dict:
     bound = ")" if upper_open else "]"
     return check(f"a number in [0, 1{bound}",
@@ -46,7 +51,7 @@ def optional(meta: dict) -> dict:
 
 @dataclass
 class TrainerSchema:
-    lr: float = field(default=2e-5, metadata=positive())
+    lr: float = field(default=2e-5, metadata=positive_finite())
     epochs: int = field(default=10, metadata=at_least(1))
     max_steps: int | None = field(default=None, metadata=optional(at_least(1)))
     batch_size: int = field(default=32, metadata=at_least(1))
@@ -155,7 +160,9 @@ class CosineGateSchema(TrainedGateSchema):
 
 @dataclass
 class RunSchema:
-    seed: int = 0
+    # numpy's seed (set by accelerate's set_seed) takes 0..2**32-1 and nothing else
+    seed: int = field(default=0, metadata=check(f"an integer in 0..{2**32 - 1}",
+                                                lambda v: 0 <= v < 2**32))
 
 
 GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSchema,

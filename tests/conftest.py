@@ -12,7 +12,9 @@ import transformers
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the project; EMOE_SHARED_DATA points elsewhere (e.g. from a worktree)
+SHARED_DATA = Path(os.environ.get("EMOE_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def tiny_bert(**overrides) -> transformers.PreTrainedModel:

@@ -8,9 +8,9 @@ from tests.helpers import compose_config
 
 BAD = [
     # wrong types
-    ("trainer.lr=fast", "trainer.lr='fast' is invalid; valid: a positive number"),
+    ("trainer.lr=fast", "trainer.lr='fast' is invalid; valid: a positive finite number"),
     ("trainer.epochs=1.5", "trainer.epochs=1.5 is invalid; valid: an integer >= 1"),
-    ("seed=abc", "seed='abc' is invalid; valid: an integer"),
+    ("seed=abc", "seed='abc' is invalid; valid: an integer in 0..4294967295"),
     ("trainer.resume=maybe", "trainer.resume='maybe' is invalid; valid: true or false"),
     ("data.max_train_samples=all",
      "data.max_train_samples='all' is invalid; valid: an integer >= 1 or null"),
@@ -21,6 +21,12 @@ BAD = [
     ("gate.momentum=1.0", "gate.momentum=1.0 is invalid; valid: a number in [0, 1)"),
     ("gate=cosine gate.temperature=0", "gate.temperature=0 is invalid; valid: a positive number"),
     ("moe.num_experts=0", "moe.num_experts=0 is invalid; valid: an integer >= 1"),
+    ("seed=-1", "seed=-1 is invalid; valid: an integer in 0..4294967295"),
+    ("seed=4294967296", "seed=4294967296 is invalid; valid: an integer in 0..4294967295"),
+    ("seed=1.5", "seed=1.5 is invalid; valid: an integer in 0..4294967295"),
+    ("trainer.lr=inf", "trainer.lr=inf is invalid; valid: a positive finite number"),
+    ("trainer.lr=nan", "trainer.lr=nan is invalid; valid: a positive finite number"),
+    ("trainer.lr=0", "trainer.lr=0 is invalid; valid: a positive finite number"),
     # unknown choices
     ("trainer.precision=fp8", "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
     ("trainer.device=tpu", "trainer.device='tpu' is invalid; valid: auto, cpu, cuda"),

@@ -53,7 +53,7 @@ def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("moe.top_k=100", "moe.top_k=100 is invalid; valid: 1..moe.num_experts (64)"),
     ("moe.num_experts=100", "num_experts=100 does not divide the FFN size d_ff=1536"),
-    ("trainer.lr=-1", "trainer.lr=-1 is invalid; valid: a positive number"),
+    ("trainer.lr=-1", "trainer.lr=-1 is invalid; valid: a positive finite number"),
     ("trainer.precision=fp8", "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
     ("data.root=/no/such/dir", "data.root='/no/such/dir' is invalid"),
     ("moe.layers=[9]", "moe.layers entry 9 is out of range for a model with 6 layers"),

@@ -84,8 +84,7 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
 
     state = TrainingState()
-    accelerator.register_for_checkpointing(state)
-    if checkpoints is not None and (resumed := checkpoints.load(accelerator)) is not None:
+    if checkpoints is not None and (resumed := checkpoints.load(accelerator, state)) is not None:
         log.info("resuming from %s: epoch %d, step %d", resumed, state.epoch + 1, state.step)
     for epoch in range(state.epoch, num_epochs):
         if state.finished:
@@ -128,7 +127,7 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
                 if stop is not None and stop.requested:
                     state.train_seconds += time.perf_counter() - started
                     if checkpoints is not None:
-                        checkpoints.save(accelerator)
+                        checkpoints.save(accelerator, state)
                     raise RunInterrupted(stop.signal_name, stopped_at(
                         f"in epoch {epoch + 1} after step {state.step}", checkpoints))
             if state.step >= total_steps:
@@ -142,7 +141,7 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
         state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
         state.finished = state.finished or state.step >= total_steps
         if checkpoints is not None:
-            checkpoints.save(accelerator)
+            checkpoints.save(accelerator, state)
         if stop is not None and stop.requested:
             raise RunInterrupted(stop.signal_name, stopped_at(f"after epoch {epoch + 1}",
                                                               checkpoints))
