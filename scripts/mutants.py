@@ -65,7 +65,7 @@ MUTANTS = [
     Mutant("threads-drop-partial-sums", "emoe_cli/moe/dispatch.py",
            "        for other in sums[1:]:\n            total.add_(other)\n",
            "        pass\n",
-           ["tests/moe/test_expert_threads.py"], env=ONE_THREAD,
+           ["tests/moe/test_expert_threads.py", "tests/moe/test_dispatch.py"], env=ONE_THREAD,
            why="every thread's sums but the first are dropped"),
     Mutant("dispatch-no-gathered-bias", "emoe_cli/moe/dispatch.py",
            "_linear_into(pre_of[i], xe, w1_of[e], b1_of[e])",
