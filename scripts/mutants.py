@@ -93,6 +93,15 @@ MUTANTS = [
            "    if state.best_state is not None:\n"
            "        accelerator.unwrap_model(model).load_state_dict(state.best_state)\n",
            "", ["tests/training/test_fit.py"], why="the last epoch's weights are kept"),
+    Mutant("cli-extra-error-lines", "emoe_cli/train.py",
+           '        print(f"emoe-run: error: {error}", file=sys.stderr)\n',
+           '        print(f"emoe-run: error: {error}\\nsee the log\\nhint", file=sys.stderr)\n',
+           ["tests/test_train.py::test_user_errors_exit_with_one_line_and_a_failed_record"],
+           why="bad input reported in three lines"),
+    Mutant("cli-error-exit-1", "emoe_cli/train.py",
+           'str(error), USER_ERROR_EXIT', 'str(error), 1',
+           ["tests/test_train.py::test_user_errors_exit_with_one_line_and_a_failed_record"],
+           why="bad input exits with 1"),
     Mutant("stats-normal-interval", "emoe_cli/report/stats.py",
            'method="percentile"', 'method="basic"',
            ["tests/report/test_report.py"], why="another bootstrap interval"),
@@ -105,11 +114,14 @@ def copy_project(into: Path) -> Path:
                                   ".pytest_cache", ".ruff_cache", "multirun")
     target = into / "project"
     shutil.copytree(ROOT, target, symlinks=True, ignore=skip)
+    shared = ROOT.parent / "shared"  # where tests/conftest.py looks for the real data
+    if shared.is_dir():
+        (into / "shared").symlink_to(shared)
     return target
 
 
 def run_mutant(mutant: Mutant, project: Path, timeout: float) -> tuple[str, float, str]:
-    """('killed' | 'survived' | 'stale' | 'timeout', seconds, the first failed test or
+    """('killed' | 'survived' | 'not run' | 'stale' | 'timeout', seconds, the first failed test or
     pytest's last line)."""
     path = project / mutant.path
     original = path.read_text()
@@ -121,7 +133,7 @@ def run_mutant(mutant: Mutant, project: Path, timeout: float) -> tuple[str, floa
            "WANDB_MODE": "disabled", **mutant.env}
     started = time.perf_counter()
     try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-p",
                                  "no:cacheprovider", *mutant.tests], cwd=project, env=env,
                                 capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -132,6 +144,8 @@ def run_mutant(mutant: Mutant, project: Path, timeout: float) -> tuple[str, floa
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     last = (failed or lines or [result.stderr.strip()[-200:]])[0 if failed else -1]
     outcome = "survived" if result.returncode == 0 else "killed"
+    if result.returncode == 0 and " passed" not in last:  # all skipped: nothing was checked
+        outcome = "not run"
     if result.returncode not in (0, 1):  # collection or usage error: not a real kill
         outcome = f"error (pytest exit {result.returncode})"
     return outcome, time.perf_counter() - started, last

@@ -9,7 +9,7 @@ import transformers
 
 from emoe_cli.data.instructions import PROMPT_WITH_INPUT
 from emoe_cli.train import run
-from tests.helpers import compose_config, word_tokenizer
+from tests.helpers import assert_one_line_error, compose_config, word_tokenizer
 
 EMOE = ["moe.layers=[0,1]", "moe.num_experts=4", "moe.top_k=2", "moe.cluster_cache=null"]
 WORDS = "red blue green cat dog sun moon big small one two three".split()
@@ -122,13 +122,12 @@ def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
 def test_user_errors_are_one_line_naming_the_key(overrides, tmp_path, capsys, change, message):
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*overrides, *EMOE, change]), tmp_path)
-    assert exit_info.value.code == 2
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("emoe-run: error")]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
 
 
 def test_a_record_without_instruction_names_file_and_line(overrides, tmp_path, capsys):
     bad = _write(tmp_path / "bad.jsonl", [{"instruction": "a", "output": "b"}, {"output": "c"}])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*overrides, *EMOE, f"task.files.train={bad}"]), tmp_path)
-    assert f"{bad}:2: no text 'instruction'" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          f"{bad}:2: no text 'instruction'")

@@ -6,7 +6,7 @@ import pytest
 
 from emoe_cli import runner
 from emoe_cli.train import run
-from tests.helpers import compose_config
+from tests.helpers import assert_one_line_error, compose_config
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16"]
@@ -64,20 +64,16 @@ def test_user_errors_exit_with_one_line_and_a_failed_record(tiny, tmp_path, caps
                                                             message):
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*tiny, *override.split()]), tmp_path)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("emoe-run: error: ")]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
     record = _record(tmp_path)
     assert record["status"] == "failed" and message in record["error"]
 
 
 def test_missing_data_file_is_named(minilm_path, tmp_path, capsys):
     (tmp_path / "data").mkdir()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*TINY, f"data.root={tmp_path / 'data'}"]), tmp_path)
-    assert "missing SST-2 file" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, "missing SST-2 file")
 
 
 @pytest.mark.parametrize("error, status", [(KeyboardInterrupt, "interrupted"),

@@ -9,6 +9,7 @@ from emoe_cli.report import tables
 from emoe_cli.report.cli import build_report, main
 from emoe_cli.report.runs import load_runs
 from emoe_cli.report.stats import bootstrap_ci
+from tests.helpers import assert_one_line_error
 
 # (task, method, lr, seed, id, {ood set: score}, seconds per step)
 RUNS = [
@@ -127,12 +128,12 @@ def test_report_writes_markdown_csv_latex_and_plots(runs_dir, tmp_path):
 def test_cli_reports_a_bad_folder_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nope")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "nope is not a directory" in err[0]
-    with pytest.raises(SystemExit):
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "nope is not a directory", "emoe-report")
+    with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path)])
-    assert "no completed results.json" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "no completed results.json", "emoe-report")
 
 
 def test_heldout_selection_picks_the_rate_on_the_heldout_score(tmp_path):
