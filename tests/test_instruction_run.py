@@ -7,8 +7,11 @@ import pytest
 import torch
 import transformers
 
+from emoe_cli import runner
 from emoe_cli.data.instructions import PROMPT_WITH_INPUT
+from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
+from emoe_cli.training.loop import fit
 from tests.helpers import assert_one_line_error, compose_config, word_tokenizer
 
 EMOE = ["moe.layers=[0,1]", "moe.num_experts=4", "moe.top_k=2", "moe.cluster_cache=null"]
@@ -112,6 +115,28 @@ def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
     assert record["status"] == "completed" and record["method"] == "emoe_lora_standard"
     assert record["id"]["num_examples"] == 6  # a quarter of the 24 training records
     assert 0 < record["lora"]["trainable_fraction"] < 0.5
+
+
+@pytest.mark.slow
+def test_skipped_rows_random_split_and_dense_training_reach_the_run(overrides, tmp_path,
+                                                                    monkeypatch):
+    """`task.bad_rows=skip` lands in results.json; `moe.train_as=dense` trains with every
+    expert (and routes again afterwards); `moe.split=random` names the method."""
+    train = _write(tmp_path / "train.jsonl", [*_records(12, 0), {"output": "no instruction"}])
+    during = []
+
+    def fit_and_look(model, *args, **kwargs):
+        during.append({m.use_all_experts for m in emoe_modules(model)})
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", fit_and_look)
+    run(compose_config([*overrides, *EMOE, f"task.files.train={train}", "task.bad_rows=skip",
+                        "moe.split=random", "moe.train_as=dense", "trainer.epochs=1"]),
+        tmp_path / "run")
+    record = _record(tmp_path / "run")
+    assert (record["status"], record["method"]) == ("completed", "emoe_random_train_dense")
+    assert record["skipped_rows"] == {train: 1}
+    assert during == [{True}]
 
 
 @pytest.mark.parametrize("change, message", [

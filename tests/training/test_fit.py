@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from emoe_cli.errors import RunInterrupted
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
-from emoe_cli.runner import build_accelerator
+from emoe_cli.runner import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
@@ -134,6 +134,20 @@ def test_a_resumed_fit_continues_from_the_checkpoint_not_from_its_own_start(
     assert history(fresh) != history(uninterrupted)  # the other start does show
     assert [(e["epoch"], e["step"]) for e in resumed.epochs] == [(1, 6), (2, 12), (3, 18)]
     assert history(resumed) == pytest.approx(history(uninterrupted), rel=1e-6)
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resume):
+    """`emoe-run`'s store for a run: with `trainer.resume=false` the interrupted run's
+    checkpoint is discarded, and a model starting elsewhere trains from its own start."""
+    cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
+                                        "checkpoint_dir": str(tmp_path)}})
+    record = SimpleNamespace(extra={"identity": "run"})
+    with pytest.raises(RunInterrupted):
+        train(checkpoints=checkpoint_store(cfg, record), stop_at=8)
+    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, record))
+    expected, _ = train(model=Classifier(seed=1 if not resume else 0))
+    assert history(state) == pytest.approx(history(expected), rel=1e-6)
 
 
 def test_early_stopping_ends_after_patience_epochs_and_keeps_the_best_weights():
