@@ -3,9 +3,12 @@
 import json
 
 import pytest
+import torch
 
 from emoe_cli import runner
+from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
+from emoe_cli.training.loop import fit
 from tests.helpers import assert_one_line_error, compose_config
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
@@ -76,9 +79,10 @@ def test_missing_data_file_is_named(minilm_path, tmp_path, capsys):
     assert_one_line_error(exit_info.value.code, capsys.readouterr().err, "missing SST-2 file")
 
 
-@pytest.mark.parametrize("error, status", [(KeyboardInterrupt, "interrupted"),
-                                           (RuntimeError, "failed")])
-def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, error, status):
+@pytest.mark.parametrize("error, status, why", [
+    (KeyboardInterrupt, "interrupted", "KeyboardInterrupt"),
+    (RuntimeError, "failed", "RuntimeError: stopped mid-training")])
+def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, error, status, why):
     def boom(*args, **kwargs):
         raise error("stopped mid-training")
 
@@ -86,14 +90,30 @@ def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, erro
     with pytest.raises(error):
         run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
-    assert record["status"] == status and record["config"]["task"]["name"] == "sst2"
+    assert (record["status"], record["error"]) == (status, why)
+    assert record["config"]["task"]["name"] == "sst2" and not record["id"]  # never scored
+    assert record["conversion_receipt"]["max_abs_diff"] < 1e-4  # what ran before the crash
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gate, method", [("learned", "emoe_learn"), ("cosine", "gmoe")])
-def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method):
+def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method, monkeypatch):
+    routers = {}
+
+    def fit_and_look(model, *args, **kwargs):
+        layers = list(emoe_modules(model))
+        routers["before"] = [m.router.weight.detach().clone() for m in layers]
+        routers["weight"] = kwargs["aux_loss_weight"]
+        state = fit(model, *args, **kwargs)
+        routers["after"] = [m.router.weight.detach().clone() for m in layers]
+        return state
+
+    monkeypatch.setattr(runner, "fit", fit_and_look)
     run(compose_config([*tiny, f"gate={gate}", "data.max_train_samples=16",
                         "data.max_eval_samples=8", "task.ood=[yelp]"]), tmp_path)
     record = _record(tmp_path)
     assert (record["status"], record["method"]) == ("completed", method)
-    assert record["config"]["gate"]["aux_loss_weight"] == 0.01
+    assert record["config"]["gate"]["aux_loss_weight"] == routers["weight"] == 0.01
+    assert len(routers["before"]) == 2  # moe.layers=[2, 4]: both routers were trained
+    assert all(not torch.equal(a, b) for a, b in zip(routers["before"], routers["after"]))
+    assert 0.0 <= record["id"]["score"] <= 1.0 and record["ood"]["yelp"]["num_examples"] == 8

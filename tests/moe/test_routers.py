@@ -50,7 +50,12 @@ def test_cosine_router_is_trainable_and_random_init_is_an_option():
     ids = torch.randint(1, 100, (2, 12), generator=torch.Generator().manual_seed(0))
     model(input_ids=ids, labels=torch.tensor([0, 1])).loss.backward()
     assert moe.router.proj.weight.grad is not None and moe.router.log_temperature.grad is not None
-    emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[0], gate="learned", init="random")
+    random = emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[0], gate="learned",
+                    init="random")
+    weight = next(emoe_modules(random)).router.weight.detach()
+    assert 0.015 < weight.std().item() < 0.025  # N(0, 0.02); the mean keys spread 0.011
+    keys = next(emoe_modules(random)).w1.weight.detach().view(8, 8, 32).mean(1)
+    assert not torch.allclose(weight, keys, atol=1e-3)
 
 
 def test_gate_options_are_checked():
