@@ -146,9 +146,18 @@ MUTANTS = [
            ["tests/test_instruction_run.py::"
             "test_skipped_rows_random_split_and_dense_training_reach_the_run"],
            why="skipped rows are not in results.json"),
-    Mutant("stats-normal-interval", "emoe_cli/report/stats.py",
+    Mutant("selection-overlaps-train", "emoe_cli/data/selection.py",
+           'return parts["train"], parts["test"]', 'return train, parts["test"]',
+           ["tests/data/test_selection.py"], why="the held-out part is also trained on"),
+    Mutant("convert-w2-unpermuted", "emoe_cli/moe/layer.py",
+           "self.w2 = _linear(ffn.w2[:, order], ffn.b2)", "self.w2 = _linear(ffn.w2, ffn.b2)",
+           ["tests/moe/test_emoefy.py"], why="k = N is no longer the dense FFN"),
+    Mutant("dispatch-gathered-zeros", "emoe_cli/moe/dispatch.py",
+           "            return out.to(x.dtype)\n", "            return out.zero_().to(x.dtype)\n",
+           ["tests/moe/test_dispatch.py"], why="the gathered experts add nothing"),
+    Mutant("stats-basic-interval", "emoe_cli/report/stats.py",
            'method="percentile"', 'method="basic"',
-           ["tests/report/test_report.py"], why="another bootstrap interval"),
+           ["tests/report/test_report.py"], why="the basic (reflected) interval, not percentile"),
 ]
 
 

@@ -64,10 +64,20 @@ def eval_loss(model) -> dict:
     return {"metrics": {"loss": loss}, "score": -loss}
 
 
+class _Request:
+    """What `StopRequest` offers the loop, without installing signal handlers."""
+
+    signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+
 class StopAtStep(NullTracker):
     """Asks the loop to stop once it has logged optimiser step `step` (as SIGTERM would)."""
 
-    def __init__(self, stop: SimpleNamespace, step: int) -> None:
+    def __init__(self, stop: _Request, step: int) -> None:
         self.stop, self.step = stop, step
 
     def log(self, values, step=None):
@@ -99,16 +109,6 @@ def train(model=None, checkpoints=None, stop_at=None, scores=None, seen=None, **
     state = fit(model, loader, evaluate, accelerator, cfg, tracker, checkpoints=checkpoints,
                 stop=request)
     return state, model
-
-
-class _Request:
-    """What `StopRequest` offers the loop, without installing signal handlers."""
-
-    signal_name: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_name is not None
 
 
 def history(state) -> list[float]:
