@@ -51,7 +51,14 @@ MUTANTS = [
     Mutant("loop-no-balance-loss", "emoe_cli/training/loop.py",
            "loss = loss + aux_loss_weight * balance_loss(moe_layers)", "pass",
            ["tests/training/test_fit.py"], why="the load-balancing loss is never added"),
-    Mutant("report-unpaired", "emoe_cli/report/tables.py",
+    Mutant("report-unpaired-bootstrap", "emoe_cli/report/tables.py",
+           "low, high = bootstrap_ci(diffs, resamples)",
+           "sides = [joined[c].to_numpy(dtype=float) for c in (metric, f'{metric}_dense')]; "
+           "rng = np.random.default_rng(0); "
+           "low, high = np.percentile([rng.choice(sides[0], len(diffs)).mean()"
+           " - rng.choice(sides[1], len(diffs)).mean() for _ in range(resamples)], [2.5, 97.5])",
+           ["tests/report/test_report.py"], why="each side resampled on its own, not in pairs"),
+    Mutant("report-pairs-misaligned", "emoe_cli/report/tables.py",
            'diffs = (joined[metric] - joined[f"{metric}_dense"]).to_numpy(dtype=float)',
            'diffs = (joined[metric].to_numpy(dtype=float)'
            ' - np.roll(joined[f"{metric}_dense"].to_numpy(dtype=float), 1))',
