@@ -50,7 +50,9 @@ def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
     run(compose_config([*tiny, "moe=dense"]), tmp_path)
     record = _record(tmp_path)
     assert record["status"] == "completed" and record["method"] == "dense"
-    assert record["timing"]["convert"] < 0.01
+    assert record["timing"]["convert"] < 0.01 and "conversion_receipt" not in record
+    ffn = record["ffn_params"]  # MiniLM: 6 FFNs of 384 x 1536 (+ biases), every one active
+    assert ffn["total"] == ffn["active_per_token"] == 6 * (2 * 384 * 1536 + 1536 + 384)
 
 
 @pytest.mark.parametrize("override, message", [
