@@ -1,5 +1,6 @@
-"""The training loop on a four-feature linear classifier: resuming, early stopping, gradient
-accumulation, `max_steps` and the load-balancing loss, each in well under a second."""
+"""The training loop on a four-feature linear classifier: resuming (also from the checkpoint a
+crash moved aside, and not at all under `trainer.resume=false`), early stopping, gradient
+accumulation, `max_steps`, the load-balancing loss and a NaN loss, each in about a second."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def test_a_resumed_fit_continues_from_the_checkpoint_not_from_its_own_start(
 @pytest.mark.parametrize("resume", [True, False])
 def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resume):
     """`emoe-run`'s store for a run: with `trainer.resume=false` the interrupted run's
-    checkpoint is discarded, and a model starting elsewhere trains from its own start."""
+    checkpoint is discarded, and a model starting elsewhere (seed 1) trains from its own
+    start; with `true` it ends as the interrupted run (seed 0) would have."""
     cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
                                         "checkpoint_dir": str(tmp_path)}})
     record = SimpleNamespace(extra={"identity": "run"})
