@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -108,6 +109,12 @@ def pretrain(args) -> dict:
     return record
 
 
+def _bad_input(message: str) -> None:
+    """One line and exit code 2, as emoe-run reports bad input (argparse adds its usage)."""
+    print(f"emoe-pretrain-vit: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="emoe-pretrain-vit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("epochs", "batch_size", "image_size", "patch_size", "hidden", "layers",
                  "heads"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; "
-                         "valid: a whole number of at least 1")
+            _bad_input(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; "
+                       "valid: a whole number of at least 1")
     try:
         keep_freed_memory()
     except UserError as error:
-        parser.error(str(error))
+        _bad_input(str(error))
     record = pretrain(args)
     print(f"saved {Path(args.out).expanduser()}: pre-trained on {record['domain']} "
           f"({record['examples']} images), held-back accuracy "

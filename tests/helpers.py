@@ -24,3 +24,18 @@ def word_tokenizer(texts, **special):
     backend.pre_tokenizer = pre
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>",
                                    pad_token="<pad>", eos_token="</s>", **special)
+
+
+USER_ERROR_EXIT = 2
+
+
+def assert_one_line_error(code: int | str | None, err: str, message: str,
+                          program: str = "emoe-run") -> str:
+    """Bad input as every CLI must report it: exit code 2 and the whole of stderr one line,
+    `<program>: error: ...`, containing `message`. Returns that line."""
+    lines = err.strip().splitlines()
+    assert code == USER_ERROR_EXIT, f"exit code {code!r}, not {USER_ERROR_EXIT}; stderr:\n{err}"
+    assert len(lines) == 1, f"stderr has {len(lines)} lines, not one:\n{err}"
+    assert lines[0].startswith(f"{program}: error: "), lines[0]
+    assert message in lines[0], f"{message!r} not in {lines[0]!r}"
+    return lines[0]

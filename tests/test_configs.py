@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from emoe_cli.config import available_choices, check_group_choices
-from tests.helpers import compose_config
+from tests.helpers import assert_one_line_error, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_KEYS = ["model.name_or_path", "task.name", "moe.num_experts", "moe.top_k",
@@ -57,9 +57,8 @@ def test_unknown_presets_are_reported_in_one_line():
 def test_cli_rejects_unknown_preset_with_one_line():
     result = subprocess.run([sys.executable, "-m", "emoe_cli.train", "task=nope"],
                             capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"emoe-run: error: task=nope is unknown; valid: {', '.join(available_choices('task'))}"]
+    assert_one_line_error(result.returncode, result.stderr,
+                          f"task=nope is unknown; valid: {', '.join(available_choices('task'))}")
 
 
 def test_built_wheel_ships_and_finds_the_configs(tmp_path):

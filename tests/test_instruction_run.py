@@ -7,9 +7,12 @@ import pytest
 import torch
 import transformers
 
+from emoe_cli import runner
 from emoe_cli.data.instructions import PROMPT_WITH_INPUT
+from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
-from tests.helpers import compose_config, word_tokenizer
+from emoe_cli.training.loop import fit
+from tests.helpers import assert_one_line_error, compose_config, word_tokenizer
 
 EMOE = ["moe.layers=[0,1]", "moe.num_experts=4", "moe.top_k=2", "moe.cluster_cache=null"]
 WORDS = "red blue green cat dog sun moon big small one two three".split()
@@ -115,6 +118,28 @@ def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
     assert 0 < record["lora"]["trainable_fraction"] < 0.5
 
 
+@pytest.mark.slow
+def test_skipped_rows_random_split_and_dense_training_reach_the_run(overrides, tmp_path,
+                                                                    monkeypatch):
+    """`task.bad_rows=skip` lands in results.json; `moe.train_as=dense` trains with every
+    expert (and routes again afterwards); `moe.split=random` names the method."""
+    train = _write(tmp_path / "train.jsonl", [*_records(12, 0), {"output": "no instruction"}])
+    during = []
+
+    def fit_and_look(model, *args, **kwargs):
+        during.append({m.use_all_experts for m in emoe_modules(model)})
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", fit_and_look)
+    run(compose_config([*overrides, *EMOE, f"task.files.train={train}", "task.bad_rows=skip",
+                        "moe.split=random", "moe.train_as=dense", "trainer.epochs=1"]),
+        tmp_path / "run")
+    record = _record(tmp_path / "run")
+    assert (record["status"], record["method"]) == ("completed", "emoe_random_train_dense")
+    assert record["skipped_rows"] == {train: 1}
+    assert during == [{True}]
+
+
 @pytest.mark.parametrize("change, message", [
     ("task.files.train=/no/such.jsonl", "task.files.train: missing file /no/such.jsonl"),
     ("task.ood=[nope]", "task.ood: 'nope' is not an extra key of task.files; valid: shifted"),
@@ -123,13 +148,12 @@ def test_heldout_splits_and_lora_on_llama_attention(overrides, tmp_path):
 def test_user_errors_are_one_line_naming_the_key(overrides, tmp_path, capsys, change, message):
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*overrides, *EMOE, change]), tmp_path)
-    assert exit_info.value.code == 2
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("emoe-run: error")]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
 
 
 def test_a_record_without_instruction_names_file_and_line(overrides, tmp_path, capsys):
     bad = _write(tmp_path / "bad.jsonl", [{"instruction": "a", "output": "b"}, {"output": "c"}])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*overrides, *EMOE, f"task.files.train={bad}"]), tmp_path)
-    assert f"{bad}:2: no text 'instruction'" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          f"{bad}:2: no text 'instruction'")

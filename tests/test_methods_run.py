@@ -9,7 +9,7 @@ import transformers
 from emoe_cli.method import method_name
 from emoe_cli.moe import emoe_modules, load_emoe
 from emoe_cli.train import run
-from tests.helpers import compose_config
+from tests.helpers import assert_one_line_error, compose_config
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16", "task.ood=[yelp]", "moe.layers=[4]"]
@@ -63,9 +63,9 @@ def test_run_records_receipt_saves_and_exports_dense(shared_data, minilm_path, t
      "gate.expert_repeat=3 is invalid; valid: 1..moe.num_experts (2): each expert joins"),
 ])
 def test_bad_method_switches_are_one_line_errors(override, message, tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*TINY, *override.split()]), tmp_path)
-    assert message in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
 
 
 def test_method_names_mark_the_ablations():

@@ -48,10 +48,12 @@ def test_bad_values_name_the_key_the_value_and_what_is_valid(overrides, message)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_the_shipped_presets_pass():
+def test_the_shipped_presets_pass_and_the_same_presets_with_a_bad_value_do_not():
     for overrides in ([], ["gate=learned"], ["gate=cosine"], ["moe=dense"],
                       ["experiment=quickstart", "data.root=null"]):
-        validate(compose_config(overrides))
+        assert validate(compose_config(overrides)) is None  # no error raised
+        with pytest.raises(UserError, match="trainer.epochs=0 is invalid"):
+            validate(compose_config([*overrides, "trainer.epochs=0"]))
 
 
 @pytest.mark.parametrize("override, message", [

@@ -3,10 +3,13 @@
 import json
 
 import pytest
+import torch
 
 from emoe_cli import runner
+from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
-from tests.helpers import compose_config
+from emoe_cli.training.loop import fit
+from tests.helpers import assert_one_line_error, compose_config
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16"]
@@ -47,7 +50,9 @@ def test_dense_run_is_vanilla_fine_tuning(tiny, tmp_path):
     run(compose_config([*tiny, "moe=dense"]), tmp_path)
     record = _record(tmp_path)
     assert record["status"] == "completed" and record["method"] == "dense"
-    assert record["timing"]["convert"] < 0.01
+    assert record["timing"]["convert"] < 0.01 and "conversion_receipt" not in record
+    ffn = record["ffn_params"]  # MiniLM: 6 FFNs of 384 x 1536 (+ biases), every one active
+    assert ffn["total"] == ffn["active_per_token"] == 6 * (2 * 384 * 1536 + 1536 + 384)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -64,25 +69,22 @@ def test_user_errors_exit_with_one_line_and_a_failed_record(tiny, tmp_path, caps
                                                             message):
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*tiny, *override.split()]), tmp_path)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("emoe-run: error: ")]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
     record = _record(tmp_path)
     assert record["status"] == "failed" and message in record["error"]
 
 
 def test_missing_data_file_is_named(minilm_path, tmp_path, capsys):
     (tmp_path / "data").mkdir()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(compose_config([*TINY, f"data.root={tmp_path / 'data'}"]), tmp_path)
-    assert "missing SST-2 file" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, "missing SST-2 file")
 
 
-@pytest.mark.parametrize("error, status", [(KeyboardInterrupt, "interrupted"),
-                                           (RuntimeError, "failed")])
-def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, error, status):
+@pytest.mark.parametrize("error, status, why", [
+    (KeyboardInterrupt, "interrupted", "KeyboardInterrupt"),
+    (RuntimeError, "failed", "RuntimeError: stopped mid-training")])
+def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, error, status, why):
     def boom(*args, **kwargs):
         raise error("stopped mid-training")
 
@@ -90,14 +92,30 @@ def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, erro
     with pytest.raises(error):
         run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
-    assert record["status"] == status and record["config"]["task"]["name"] == "sst2"
+    assert (record["status"], record["error"]) == (status, why)
+    assert record["config"]["task"]["name"] == "sst2" and not record["id"]  # never scored
+    assert record["conversion_receipt"]["max_abs_diff"] < 1e-4  # what ran before the crash
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gate, method", [("learned", "emoe_learn"), ("cosine", "gmoe")])
-def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method):
+def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method, monkeypatch):
+    routers = {}
+
+    def fit_and_look(model, *args, **kwargs):
+        layers = list(emoe_modules(model))
+        routers["before"] = [m.router.weight.detach().clone() for m in layers]
+        routers["weight"] = kwargs["aux_loss_weight"]
+        state = fit(model, *args, **kwargs)
+        routers["after"] = [m.router.weight.detach().clone() for m in layers]
+        return state
+
+    monkeypatch.setattr(runner, "fit", fit_and_look)
     run(compose_config([*tiny, f"gate={gate}", "data.max_train_samples=16",
                         "data.max_eval_samples=8", "task.ood=[yelp]"]), tmp_path)
     record = _record(tmp_path)
     assert (record["status"], record["method"]) == ("completed", method)
-    assert record["config"]["gate"]["aux_loss_weight"] == 0.01
+    assert record["config"]["gate"]["aux_loss_weight"] == routers["weight"] == 0.01
+    assert len(routers["before"]) == 2  # moe.layers=[2, 4]: both routers were trained
+    assert all(not torch.equal(a, b) for a, b in zip(routers["before"], routers["after"]))
+    assert 0.0 <= record["id"]["score"] <= 1.0 and record["ood"]["yelp"]["num_examples"] == 8

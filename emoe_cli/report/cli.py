@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         markdown = build_report(args.folders, Path(args.out), args.resamples)
     except UserError as error:
-        print(f"{error}", file=sys.stderr)
+        print(f"emoe-report: error: {error}", file=sys.stderr)
         sys.exit(2)
     print(markdown)
     print(f"written to {args.out}/: report.md, *.csv, *.tex, methods_*.png")

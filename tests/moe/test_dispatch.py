@@ -40,35 +40,47 @@ def _layer(gated: bool, bias: bool, weighted: bool, top_k: int = 3, d_ff: int = 
     return EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution="masked")
 
 
-def _run(layer: EMoEFeedForward, x: torch.Tensor, grad: torch.Tensor):
-    """Output, input gradient and every parameter's gradient of one forward+backward."""
+def _run(layer: EMoEFeedForward, x: torch.Tensor, grad: torch.Tensor,
+         dtype: torch.dtype = torch.float32):
+    """Output, input gradient and every parameter's gradient of one forward+backward (under
+    CPU autocast to `dtype` unless fp32)."""
     x = x.clone().requires_grad_()
-    y = layer(x)
-    y.backward(grad)
-    return y.detach(), x.grad, {n: p.grad for n, p in layer.named_parameters()}
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        y = layer(x)
+    y.float().backward(grad)
+    return y.detach().float(), x.grad, {n: p.grad for n, p in layer.named_parameters()}
 
 
 def _assert_same(masked: EMoEFeedForward, x: torch.Tensor, rel: float = 1e-4,
-                 prepare=lambda layer: None) -> None:
+                 prepare=lambda layer: None, dtype: torch.dtype = torch.float32) -> None:
     masked.aux_loss = None  # a graph from an earlier forward cannot be deep-copied
     sparse = copy.deepcopy(masked)
     sparse.execution = "sparse"
     prepare(masked)
     prepare(sparse)
     grad = torch.randn(x.shape[0], D, generator=torch.Generator().manual_seed(1))
-    expected, actual = _run(masked, x, grad), _run(sparse, x, grad)
+    expected, actual = _run(masked, x, grad, dtype), _run(sparse, x, grad, dtype)
     for want, got in [(expected[0], actual[0]), (expected[1], actual[1]),
                       *((expected[2][n], actual[2][n]) for n in expected[2])]:
         assert got is not None
         assert (got - want).abs().max() <= rel * want.abs().max()
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
-def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted):
+def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted, dtype, threads,
+                                                   gathered, monkeypatch):
+    """The gathered experts' kernel, on one thread and on three (whatever the machine has),
+    against the masked path in the same precision."""
+    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
     layer = _layer(gated, bias, weighted)
-    _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
+    x = torch.randn(40, D, generator=torch.Generator().manual_seed(2))
+    _assert_same(layer, x, rel=1e-4 if dtype == torch.float32 else 0.04, dtype=dtype)
+    assert [t for t, _ in gathered] == [threads, threads]  # forward, backward
+    assert all(pairs >= 40 * 3 for _, pairs in gathered)  # bf16 may pad with weight-0 pairs
 
 
 @pytest.mark.parametrize("act", [nn.Identity(), nn.ReLU(inplace=True)],
@@ -98,7 +110,7 @@ def test_heavily_skewed_routing_is_dropless(gated):
     _assert_same(layer, x)
 
 
-def test_pairs_of_weight_zero_are_skipped_and_change_nothing():
+def test_pairs_of_weight_zero_are_skipped_and_change_nothing(gathered):
     """A capacity limit reports a dropped pair as weight 0; both paths must ignore it."""
 
     def drop_some_pairs(layer):
@@ -115,6 +127,7 @@ def test_pairs_of_weight_zero_are_skipped_and_change_nothing():
     layer = _layer(gated=False, bias=True, weighted=True)
     x = torch.randn(30, D, generator=torch.Generator().manual_seed(5))
     _assert_same(layer, x, prepare=drop_some_pairs)
+    assert [pairs for _, pairs in gathered] == [30 * 3 - 10] * 2  # forward and backward
     drop_some_pairs(layer)
     assert sum(group_by_expert(*layer.route(x), N).counts) == 30 * 3 - 10
 
@@ -320,7 +333,7 @@ def test_whole_model_matches_across_executions_in_training():
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_bf16_autocast_runs_both_paths_in_bf16():
+def test_bf16_autocast_runs_both_paths_in_bf16(gathered):
     layer = _layer(gated=False, bias=True, weighted=True)
     sparse = copy.deepcopy(layer)
     sparse.execution = "sparse"
@@ -331,6 +344,7 @@ def test_bf16_autocast_runs_both_paths_in_bf16():
     torch.testing.assert_close(got.float(), want.float(), rtol=0.03, atol=0.03)
     got.float().sum().backward()
     assert sparse.w1.weight.grad.dtype == torch.float32
+    assert len(gathered) == 2  # the gathered kernel ran forward and backward
 
 
 def test_unknown_execution_is_named():

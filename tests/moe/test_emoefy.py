@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from emoe_cli.method import convert
 from emoe_cli.moe import EMoEFeedForward, attach_router_refresh, emoe_modules, emoefy
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit
+from tests.helpers import compose_config
 
 
 def _inputs(model, seed=0):
@@ -122,3 +124,30 @@ def test_bad_arguments_name_the_problem():
         emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[3])
     with pytest.raises(ValueError, match="supported: .*bert.*gpt2"):
         emoefy(torch.nn.Linear(2, 2), num_experts=8, top_k=2)
+
+
+def _within_expert_similarity(layer) -> float:
+    """Mean cosine similarity of key rows that share an expert (rows are stored by expert)."""
+    keys = F.normalize(layer.w1.weight.detach(), dim=-1)
+    blocks = keys.view(layer.num_experts, layer.expert_size, -1)
+    similarity = blocks @ blocks.transpose(1, 2)
+    size = layer.expert_size
+    return float((similarity.sum() - similarity.diagonal(dim1=1, dim2=2).sum())
+                 / (layer.num_experts * size * (size - 1)))
+
+
+def test_moe_split_random_from_the_config_gives_unclustered_experts():
+    """`moe.split=random` (the clustering ablation) reaches the layers: its experts' keys are
+    no more alike than any two keys, where clustering groups alike keys; seeds differ."""
+    def converted(*overrides):
+        model = tiny_bert()
+        convert(model, compose_config(["moe.num_experts=8", "moe.top_k=2", "moe.layers=[0]",
+                                       "moe.cluster_cache=null", *overrides]))
+        return next(emoe_modules(model))
+
+    clustered, shuffled = converted(), converted("moe.split=random")
+    reseeded = converted("moe.split=random", "moe.cluster_seed=1")
+    assert _within_expert_similarity(clustered) > _within_expert_similarity(shuffled) + 0.1
+    assert abs(_within_expert_similarity(shuffled)) < 0.1
+    assert not torch.equal(shuffled.expert_of_neuron, reseeded.expert_of_neuron)
+    assert sorted(torch.bincount(shuffled.expert_of_neuron).tolist()) == [8] * 8

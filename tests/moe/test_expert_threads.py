@@ -66,9 +66,11 @@ def _sparse_layer():
 
 
 @pytest.fixture
-def three_threads(monkeypatch):
-    """The sparse path cuts its experts into three runs, whatever this machine has."""
+def three_threads(monkeypatch, gathered):
+    """The sparse path gathers every pair and cuts its experts into three runs, whatever
+    this machine has; returns the (threads, pairs) of each gathered forward and backward."""
     monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: 3)
+    return gathered
 
 
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
@@ -76,6 +78,7 @@ def three_threads(monkeypatch):
 def test_experts_on_several_threads_give_the_masked_result(gated, weighted, three_threads):
     layer = _layer(gated, bias=True, weighted=weighted, top_k=3)
     _assert_same(layer, torch.randn(60, D, generator=torch.Generator().manual_seed(2)))
+    assert three_threads == [(3, 60 * 3)] * 2
 
 
 @pytest.mark.parametrize("threads", [1, 3])

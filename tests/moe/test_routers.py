@@ -1,9 +1,11 @@
 import pytest
 import torch
 
+from emoe_cli.method import convert
 from emoe_cli.moe import emoe_modules, emoefy
-from emoe_cli.moe.routers import load_balancing_loss, pick_experts
+from emoe_cli.moe.routers import AvgKRouter, LearnedRouter, load_balancing_loss, pick_experts
 from tests.conftest import tiny_bert
+from tests.helpers import compose_config
 
 
 def test_balance_loss_is_one_when_uniform_and_grows_when_skewed():
@@ -48,7 +50,12 @@ def test_cosine_router_is_trainable_and_random_init_is_an_option():
     ids = torch.randint(1, 100, (2, 12), generator=torch.Generator().manual_seed(0))
     model(input_ids=ids, labels=torch.tensor([0, 1])).loss.backward()
     assert moe.router.proj.weight.grad is not None and moe.router.log_temperature.grad is not None
-    emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[0], gate="learned", init="random")
+    random = emoefy(tiny_bert(), num_experts=8, top_k=2, layers=[0], gate="learned",
+                    init="random")
+    weight = next(emoe_modules(random)).router.weight.detach()
+    assert 0.015 < weight.std().item() < 0.025  # N(0, 0.02); the mean keys spread 0.011
+    keys = next(emoe_modules(random)).w1.weight.detach().view(8, 8, 32).mean(1)
+    assert not torch.allclose(weight, keys, atol=1e-3)
 
 
 def test_gate_options_are_checked():
@@ -89,3 +96,48 @@ def test_layer_routes_to_the_selected_experts(selection, count):
 def test_other_selection_needs_top_k_below_num_experts():
     with pytest.raises(ValueError, match="none when top_k=8; valid: top_k < 8"):
         emoefy(tiny_bert(), num_experts=8, top_k=8, selection="other")
+
+
+def test_avg_k_keys_are_each_experts_mean_key_blended_by_momentum():
+    rows = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])  # 2 experts x 2 rows
+    router = AvgKRouter(2, 2, momentum=0.75)
+    router.refresh(rows, initial=True)  # the first keys are the means themselves
+    assert router.keys.tolist() == [[2.0, 0.0], [0.0, 3.0]]
+    router.refresh(rows * 2)  # means [4, 0], [0, 6]: keys move a quarter of the way
+    assert router.keys.tolist() == [[2.5, 0.0], [0.0, 3.75]]
+    plain = AvgKRouter(2, 2)
+    plain.refresh(rows, initial=True)
+    plain.refresh(rows * 2)
+    assert plain.keys.tolist() == [[4.0, 0.0], [0.0, 6.0]]  # momentum 0: the new means
+
+
+def test_avg_k_normalize_gives_unit_keys_so_key_length_cannot_win():
+    rows = torch.tensor([[3.0, 4.0], [3.0, 4.0], [0.0, 0.5], [0.0, 0.5]])
+    router = AvgKRouter(2, 2, normalize=True)
+    router.refresh(rows, initial=True)
+    torch.testing.assert_close(router.keys, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    # (0, 1) is closer in angle to expert 1, though expert 0's raw key is ten times longer
+    assert router(torch.tensor([[0.0, 1.0]])).argmax().item() == 1
+
+
+def test_gate_momentum_and_normalize_reach_the_routers_from_the_config():
+    cfg = compose_config(["moe.num_experts=8", "moe.top_k=2", "moe.layers=[0]",
+                          "moe.cluster_cache=null", "gate.momentum=0.5", "gate.normalize=true"])
+    model = tiny_bert()
+    convert(model, cfg)
+    router = next(emoe_modules(model)).router
+    assert (router.momentum, router.normalize) == (0.5, True)
+    torch.testing.assert_close(router.keys.norm(dim=-1), torch.ones(8))
+
+
+def test_router_noise_perturbs_training_logits_only():
+    router = LearnedRouter(8, 16, noise=0.5)
+    torch.nn.init.normal_(router.weight)
+    x = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0))
+    clean = x @ router.weight.detach().t()
+    noise = router.train()(x).detach() - clean
+    assert 0.45 < noise.std().item() < 0.55 and abs(noise.mean().item()) < 0.02
+    torch.testing.assert_close(router.eval()(x).detach(), clean)
+    quiet = LearnedRouter(8, 16)
+    quiet.weight = router.weight
+    torch.testing.assert_close(quiet.train()(x).detach(), clean)

@@ -9,6 +9,7 @@ from emoe_cli.report import tables
 from emoe_cli.report.cli import build_report, main
 from emoe_cli.report.runs import load_runs
 from emoe_cli.report.stats import bootstrap_ci
+from tests.helpers import assert_one_line_error
 
 # (task, method, lr, seed, id, {ood set: score}, seconds per step)
 RUNS = [
@@ -93,6 +94,21 @@ def test_paired_differences_use_each_sides_best_lr(runs_dir):
     assert (row["ood_avg_low"], row["ood_avg_high"]) == pytest.approx((0.02, 0.05))
 
 
+def test_paired_intervals_resample_seed_pairs_not_each_side_apart(tmp_path):
+    """Scores that spread 20 points across seeds, differences of 1-2 points per seed: the
+    paired interval spans the differences; resampling the two sides apart (or pairing the
+    wrong seeds) would span tens of points."""
+    for seed, (dense, emoe) in enumerate([(0.50, 0.52), (0.60, 0.61), (0.70, 0.71)]):
+        for method, score in [("dense", dense), ("emoe", emoe)]:
+            write_json_atomic(tmp_path / f"{method}{seed}" / "results.json",
+                              record("rte", method, 2e-5, seed, score, {"a": score}, 0.1))
+    row = tables.paired(load_runs([tmp_path]), resamples=2000).iloc[0]
+    assert row["pairs"] == 3 and row["id_diff"] == pytest.approx(0.04 / 3)
+    # P(three draws of .01) = 8/27 > 2.5 %, P(three of .02) = 1/27 > 2.5 %
+    assert (row["id_low"], row["id_high"]) == pytest.approx((0.01, 0.02))
+    assert (row["ood_avg_low"], row["ood_avg_high"]) == pytest.approx((0.01, 0.02))
+
+
 def test_bootstrap_interval_edge_cases():
     assert all(math.isnan(v) for v in bootstrap_ci([0.1]))
     assert bootstrap_ci([0.03, 0.03, 0.03]) == (0.03, 0.03)
@@ -122,12 +138,12 @@ def test_report_writes_markdown_csv_latex_and_plots(runs_dir, tmp_path):
 def test_cli_reports_a_bad_folder_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nope")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "nope is not a directory" in err[0]
-    with pytest.raises(SystemExit):
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "nope is not a directory", "emoe-report")
+    with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path)])
-    assert "no completed results.json" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "no completed results.json", "emoe-report")
 
 
 def test_heldout_selection_picks_the_rate_on_the_heldout_score(tmp_path):

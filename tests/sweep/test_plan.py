@@ -8,6 +8,7 @@ from emoe_cli.sweep.grid_cli import completed, main, split_fixed
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import add_completed
 from emoe_cli.sweep.plan import job_config, planned_runs
+from tests.helpers import assert_one_line_error
 
 # Hand counts of the grids that mirror the paper's tables (README "Sweeps"):
 # tasks × methods × (other axes) × learning rates × seeds.
@@ -121,9 +122,10 @@ def test_status_marks_runs_already_completed(tmp_path, capsys):
 def test_split_fixed_and_bad_preset(capsys):
     fixed, varying = split_fixed([["a=1", "b=1"], ["a=1", "b=2"]])
     assert fixed == ["a=1"] and varying == [["b=1"], ["b=2"]]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["experiment=nope"])
-    assert capsys.readouterr().err.startswith("emoe-grid: error: experiment=nope is unknown")
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "experiment=nope is unknown", "emoe-grid")
 
 
 def test_reindex_from_the_command_line(tmp_path, capsys):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import train
+from emoe_cli import runner, train
 from emoe_cli.train import run
+from emoe_cli.workloads import build_workload
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,12 +76,30 @@ def test_single_runs_never_skip(shared_data, minilm_path, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_heldout_selection_reports_dev_scores_of_the_epoch_chosen_on_train(
-        shared_data, minilm_path, tmp_path):
+        shared_data, minilm_path, tmp_path, monkeypatch):
+    scored = []  # (what for, examples) of every evaluation
+
+    def recording(cfg, weights):
+        workload = build_workload(cfg, weights)
+        evaluate = workload.evaluate
+
+        def evaluate_and_record(model, loader, accelerator, desc, *args):
+            scored.append((desc, len(loader.dataset)))
+            return evaluate(model, loader, accelerator, desc, *args)
+
+        workload.evaluate = evaluate_and_record
+        return workload
+
+    monkeypatch.setattr(runner, "build_workload", recording)
     cfg = compose_config([*TINY, f"data.root={shared_data}", "data.selection=heldout",
-                          "data.selection_fraction=0.25", f"sweep.index_dir={tmp_path}/i"])
+                          "data.selection_fraction=0.25", "trainer.epochs=2",
+                          f"sweep.index_dir={tmp_path}/i"])
     run(cfg, tmp_path)
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["selection"] == "heldout" and record["selection_fraction"] == 0.25
     assert record["id"]["split"] == "validation" and record["id"]["num_examples"] == 8
+    # the epochs are scored on the held-out quarter of the 16 training examples, and the
+    # dev set (8 examples) is scored once, after the epoch was chosen
+    assert scored[:3] == [("select eval", 4), ("select eval", 4), ("ID eval", 8)]
     epoch = record["epochs"][record["best_epoch"] - 1]
-    assert record["selection_score"] == epoch["score"]  # epochs are scored on the held-out part
+    assert record["selection_score"] == epoch["score"]

@@ -43,6 +43,17 @@ def uninterrupted(small, tmp_path):
     return results(folder)
 
 
+class StepLog(NullTracker):
+    """The optimiser steps a run trains (and logs), in order."""
+
+    def __init__(self) -> None:
+        self.steps = []
+
+    def log(self, values, step=None):
+        if "train/loss" in values:
+            self.steps.append(step)
+
+
 class SignalAtStep(NullTracker):
     """Sends a real signal to this process when training reaches `step`."""
 
@@ -67,16 +78,18 @@ def test_sigterm_saves_and_the_same_command_resumes_exactly(small, uninterrupted
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert list((tmp_path / "checkpoints").glob("*/last/complete"))
 
-    monkeypatch.setattr(train, "start_tracker", lambda *a, **k: NullTracker())
+    steps = StepLog()
+    monkeypatch.setattr(train, "start_tracker", lambda *a, **k: steps)
     run(compose_config(small), tmp_path / "second")
     second = results(tmp_path / "second")
     assert second["status"] == "completed" and "resumed_from" in second
+    assert steps.steps == list(range(9, 19))  # it trained only what was left
     assert outcome(second) == outcome(uninterrupted)
     assert not list((tmp_path / "checkpoints").iterdir())  # removed once completed
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_last_epoch(small, uninterrupted, tmp_path):
+def test_a_killed_run_resumes_from_its_last_epoch(small, uninterrupted, tmp_path, monkeypatch):
     """SIGKILL leaves no chance to save: the run continues from the last epoch checkpoint."""
     command = [sys.executable, "-m", "emoe_cli.train", *small,
                f"hydra.run.dir={tmp_path / 'killed'}"]
@@ -92,9 +105,12 @@ def test_a_killed_run_resumes_from_its_last_epoch(small, uninterrupted, tmp_path
     process.wait()
     assert not (tmp_path / "killed" / "results.json").exists(), "run ended before the kill"
 
+    steps = StepLog()
+    monkeypatch.setattr(train, "start_tracker", lambda *a, **k: steps)
     run(compose_config(small), tmp_path / "resumed")
     resumed = results(tmp_path / "resumed")
     assert resumed["status"] == "completed" and "resumed_from" in resumed
+    assert steps.steps[0] in (7, 13) and steps.steps[-1] == 18  # after epoch 1 or 2
     assert outcome(resumed) == outcome(uninterrupted)
 
 

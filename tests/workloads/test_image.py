@@ -13,7 +13,7 @@ from emoe_cli.pretrain_vit import pretrain
 from emoe_cli.train import run
 from tests.conftest import tiny_vit
 from tests.data.test_images import write_image_folder
-from tests.helpers import compose_config
+from tests.helpers import assert_one_line_error, compose_config
 
 VLCS_DOMAINS = ["Caltech101", "LabelMe", "SUN09", "VOC2007"]
 
@@ -90,18 +90,17 @@ def test_user_errors_are_one_line(tmp_path, vit_dir, vlcs_root, capsys, extra, m
                                    "moe.top_k=2", *extra))
     with pytest.raises(SystemExit) as exit_info:
         run(cfg, tmp_path)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if "emoe-run: error" in line]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err, message)
     assert record(tmp_path)["status"] == "failed"
 
 
 def test_missing_project_vit_says_how_to_make_it(tmp_path, capsys):
     cfg = compose_config(["model=vit-digits", f"model.name_or_path={tmp_path / 'absent'}",
                           "task=digits", "logger=none", f"sweep.index_dir={tmp_path / 'i'}"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run(cfg, tmp_path)
-    assert "no such folder; create it with: emoe-pretrain-vit" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "no such folder; create it with: emoe-pretrain-vit")
 
 
 def test_pretrained_digits_vit_runs_and_says_what_it_saw(tmp_path, shared_data):
@@ -127,9 +126,11 @@ def test_pretrained_digits_vit_runs_and_says_what_it_saw(tmp_path, shared_data):
 
 
 def test_pretraining_refuses_zero_epochs_by_name(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         pretrain_main(["--epochs", "0"])
-    assert "--epochs=0 is invalid; valid: a whole number of at least 1" in capsys.readouterr().err
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "--epochs=0 is invalid; valid: a whole number of at least 1",
+                          "emoe-pretrain-vit")
 
 
 def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_path, vit_dir,
