@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from emoe_cli.errors import RunInterrupted
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
+from emoe_cli import runner
 from emoe_cli.runner import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
@@ -138,16 +139,19 @@ def test_a_resumed_fit_continues_from_the_checkpoint_not_from_its_own_start(
 
 
 @pytest.mark.parametrize("resume", [True, False])
-def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resume):
+def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resume,
+                                                                 monkeypatch):
     """`emoe-run`'s store for a run: with `trainer.resume=false` the interrupted run's
     checkpoint is discarded, and a model starting elsewhere (seed 1) trains from its own
     start; with `true` it ends as the interrupted run (seed 0) would have."""
     cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
                                         "checkpoint_dir": str(tmp_path)}})
     record = SimpleNamespace(extra={"identity": "run"})
+    # the same data both times (the fingerprint itself is tested in test_fingerprint.py)
+    monkeypatch.setattr(runner, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
     with pytest.raises(RunInterrupted):
-        train(checkpoints=checkpoint_store(cfg, record), stop_at=8)
-    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, record))
+        train(checkpoints=checkpoint_store(cfg, record, None), stop_at=8)
+    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, record, None))
     expected, _ = train(model=Classifier(seed=1 if not resume else 0))
     assert history(state) == pytest.approx(history(expected), rel=1e-6)
 
