@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
+from emoe_cli import runner
 from emoe_cli.errors import RunInterrupted
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
-from emoe_cli import runner
 from emoe_cli.runner import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
