@@ -50,6 +50,9 @@ def test_balance_loss_weight_comes_from_the_profile_else_the_gate(overrides, wei
     ("profile.expert_dropout=1.5", "profile.expert_dropout=1.5 is invalid; valid: a number in"),
     ("profile.router_noise=0", "profile.balance_loss_weight=0.01 needs profile.router_noise > 0"),
     ("+profile.dropout=0.1", "profile.dropout is unknown; valid: "),
+    ("profile.token_dropping=maybe", "profile.token_dropping='maybe' is invalid; valid: true "
+                                     "or false"),
+    ("profile.router_noise=loud", "profile.router_noise='loud' is invalid; valid: a number"),
 ])
 def test_bad_switches_are_one_line_naming_the_key(override, message):
     with pytest.raises(UserError, match=message):
