@@ -34,10 +34,12 @@ from emoe_cli.moe.profile import PROFILES
 from emoe_cli.training.loop import balance_loss
 
 
-def step_job(model: torch.nn.Module, batch: dict, profile_name: str, precision: str):
-    """One training step of the loop under `profile_name`, as a closure."""
+def step_job(model: torch.nn.Module, batch: dict, profile_name: str, precision: str,
+             same_clipping: bool = False):
+    """One training step of the loop under `profile_name`, as a closure; `same_clipping`
+    clips both profiles alike (at 1.0), to time the layers' extras alone."""
     profile = PROFILES[profile_name]
-    clip = 1.0 if profile.max_grad_norm is None else profile.max_grad_norm
+    clip = 1.0 if same_clipping or profile.max_grad_norm is None else profile.max_grad_norm
     layers = list(emoe_modules(model))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -68,6 +70,8 @@ def main() -> None:
     parser.add_argument("--layers", default="all", help="'all' or comma-separated indices")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--execution", default="auto", choices=["auto", "masked", "sparse"])
+    parser.add_argument("--same-clipping", action="store_true",
+                        help="clip both at 1.0 (official clips nothing): the layers' cost alone")
     args = parser.parse_args()
     allocator = allocator_setup()
     layers = args.layers if args.layers == "all" else [int(i) for i in args.layers.split(",")]
@@ -78,11 +82,13 @@ def main() -> None:
     dense = build_dense(args.model)
     jobs = {name: step_job(emoefy(copy.deepcopy(dense), args.num_experts, args.top_k,
                                   layers=layers, execution=args.execution, profile=name),
-                           batch, name, args.precision)
+                           batch, name, args.precision, args.same_clipping)
             for name in ("clean", "official")}
     print(f"{args.model} training step, batch {args.batch_size} x {args.seq_len} of "
           f"{text_source()}, {args.precision}, EMoE N={args.num_experts} k={args.top_k} "
-          f"layers {args.layers}, execution {args.execution}; {torch.get_num_threads()} "
+          f"layers {args.layers}, execution {args.execution}, "
+          f"{'same clipping' if args.same_clipping else 'each profile its clipping'}; "
+          f"{torch.get_num_threads()} "
           f"threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores; {allocator}; built in "
           f"{time.perf_counter() - started:.0f}s; medians of {args.steps} interleaved steps")
