@@ -24,9 +24,9 @@ from emoe_cli.method import balance_loss_weight, convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
 from emoe_cli.moe.convert import check_fits
-from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.export import export_dense
 from emoe_cli.moe.noise import add_uniform_noise
+from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
