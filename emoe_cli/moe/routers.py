@@ -170,13 +170,17 @@ def keep_by_priority(chosen: torch.Tensor, priority: torch.Tensor, num_experts: 
     tokens, k = chosen.shape
     capacity = k * int(capacity_factor * math.ceil(tokens / num_experts))
     order = torch.argsort(priority, descending=True, stable=True)
-    expert = chosen[order].t().reshape(-1)  # rank-major, by priority within a rank
-    by_expert = torch.argsort(expert, stable=True)
+    count = tokens * k
+    dtype = torch.int32 if num_experts * count < 2**31 else torch.long
+    expert = chosen[order].t().reshape(-1).to(dtype)  # rank-major, by priority within a rank
+    pairs = torch.arange(count, dtype=dtype, device=expert.device)
+    # Sorted by (expert, place in that order): unique 32-bit keys sort several times faster
+    # than a stable sort of the experts alone.
+    by_expert = torch.argsort(expert * count + pairs)
     counts = torch.bincount(expert, minlength=num_experts)
-    starts = torch.cumsum(counts, 0) - counts
+    starts = (torch.cumsum(counts, 0) - counts).to(dtype)
     position = torch.empty_like(expert)
-    position[by_expert] = torch.arange(expert.shape[0], device=expert.device) \
-        - starts[expert[by_expert]]
+    position[by_expert] = pairs - starts[expert[by_expert]]
     keep = torch.empty_like(chosen, dtype=torch.bool)
     keep[order] = (position < capacity).view(k, tokens).t()
     return keep
