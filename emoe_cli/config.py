@@ -5,15 +5,17 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.errors import UserError
 from emoe_cli.moe.convert import check_routing
+from emoe_cli.moe.profile import resolve_profile
 from emoe_cli.moe.routers import ROUTERS
 from emoe_cli.schema import check_schemas
 from emoe_cli.training.lora import validate_lora
 
-GROUPS = ("model", "task", "moe", "gate", "lora", "trainer", "logger", "experiment", "debug")
+GROUPS = ("profile", "model", "task", "moe", "gate", "lora", "trainer", "logger", "experiment",
+          "debug")
 
 
 def available_choices(group: str) -> list[str]:
@@ -68,6 +70,7 @@ def validate(cfg: DictConfig) -> None:
     """
     _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
     check_schemas(cfg)
+    run_profile(cfg)
     if cfg.data.root is not None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
@@ -77,6 +80,17 @@ def validate(cfg: DictConfig) -> None:
     elif cfg.gate.name != "avg_k":
         raise UserError(f"gate={cfg.gate.name} needs experts to route to, but moe=dense has "
                         "none; valid: moe=emoe (or drop the gate override)")
+
+
+def run_profile(cfg: DictConfig):
+    """The run's `Profile` (`moe/profile.py`) from the `profile` group, or a `UserError`
+    naming the bad switch."""
+    if cfg.get("profile") is None:  # a config composed without the group: the clean layer
+        return resolve_profile("clean")
+    try:
+        return resolve_profile(OmegaConf.to_container(cfg.profile, resolve=True))
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def validate_moe(cfg: DictConfig) -> None:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
 from emoe_cli.moe import emoefy
 from emoe_cli.training.lora import lora_method
@@ -36,7 +37,16 @@ def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
                execution=cfg.moe.get("execution", "auto"),
                selection=cfg.moe.selection, select=cfg.moe.select,
                capacity_factor=cfg.gate.get("capacity_factor"),
-               expert_repeat=cfg.gate.get("expert_repeat", 1), **gate_options(cfg.gate))
+               expert_repeat=cfg.gate.get("expert_repeat", 1), profile=run_profile(cfg),
+               **gate_options(cfg.gate))
+
+
+def balance_loss_weight(cfg: DictConfig) -> float:
+    """The weight of the layers' balancing losses in the training loss: the profile's (Tutel's
+    loss, every MoE layer) when it sets one, else the trained gate's (`gate.aux_loss_weight`)."""
+    if not cfg.moe.enabled:
+        return 0.0
+    return run_profile(cfg).balance_loss_weight or cfg.gate.get("aux_loss_weight", 0.0)
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:

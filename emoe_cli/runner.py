@@ -16,16 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
-from emoe_cli.config import validate
+from emoe_cli.config import run_profile, validate
 from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
-from emoe_cli.method import convert, moe_errors
+from emoe_cli.method import balance_loss_weight, convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
+from emoe_cli.moe.adapters import family_of
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
 from emoe_cli.moe.fidelity import pooled_hidden
 from emoe_cli.moe.noise import add_uniform_noise
+from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
 from emoe_cli.records import RunRecord
@@ -112,8 +114,15 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                               cfg.model.get("missing_hint"))
     record.extra["weights"] = weights
     if cfg.moe.enabled:  # fail before any heavy work
+        model_config = load_config(weights)
         with moe_errors():
-            check_fits(load_config(weights), cfg.moe.num_experts, cfg.moe.layers)
+            check_fits(model_config, cfg.moe.num_experts, cfg.moe.layers)
+        family = family_of(getattr(model_config, "model_type", None))
+        if family is not None:
+            try:
+                check_family(run_profile(cfg), family)
+            except ValueError as error:
+                raise UserError(str(error)) from None
     workload = build_workload(cfg, weights)
     data, collate, evaluate = workload.data, workload.collate, workload.evaluate
     record.extra.update(workload.record_extra)
@@ -164,10 +173,9 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         record.extra["resumed_from"] = str(resumable)
     with expert_mode(model, train_as):
         result = fit(model, train_loader, evaluate_for_selection, accelerator, cfg.trainer,
-                     tracker, aux_loss_weight=cfg.gate.get("aux_loss_weight", 0.0)
-                     if cfg.moe.enabled else 0.0, checkpoints=checkpoints, stop=stop,
-                     slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0) if lora_enabled(cfg)
-                     else 1.0)
+                     tracker, aux_loss_weight=balance_loss_weight(cfg), checkpoints=checkpoints,
+                     stop=stop, slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0)
+                     if lora_enabled(cfg) else 1.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
     if data.selection is None:
         reported = result.best_eval

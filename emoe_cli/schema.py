@@ -159,6 +159,24 @@ class CosineGateSchema(TrainedGateSchema):
 
 
 @dataclass
+class ProfileSchema:
+    """`profile=`: the official code's extras, each its own switch (`moe/profile.py`)."""
+
+    name: str = field(default="official", metadata=one_of("official", "clean"))
+    token_dropping: bool = True
+    capacity_factor: float = field(default=1.5, metadata=positive())
+    b2_split: bool = True
+    expert_dropout: float = field(default=0.1, metadata=unit_interval(upper_open=True))
+    router_noise: float = field(default=1.0, metadata=check("a number >= 0", lambda v: v >= 0))
+    balance_loss_weight: float = field(default=0.01, metadata=check("a number >= 0",
+                                                                    lambda v: v >= 0))
+    router_fp32: bool = True
+    moe_output_dropout: bool = False
+    max_grad_norm: float | None = field(default=0.0, metadata=optional(check(
+        "a number >= 0 (0 = no clipping)", lambda v: v >= 0)))
+
+
+@dataclass
 class RunSchema:
     # numpy's seed (set by accelerate's set_seed) takes 0..2**32-1 and nothing else
     seed: int = field(default=0, metadata=check(f"an integer in 0..{2**32 - 1}",
@@ -166,7 +184,7 @@ class RunSchema:
 
 
 GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSchema,
-                 "moe": MoESchema}
+                 "moe": MoESchema, "profile": ProfileSchema}
 GATE_SCHEMAS = {"avg_k": AvgKGateSchema, "learned": LearnedGateSchema,
                 "cosine": CosineGateSchema}
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

@@ -54,6 +54,7 @@ OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_ca
 def new_record(cfg: DictConfig) -> RunRecord:
     record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
                        seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
+    record.extra["profile"] = OmegaConf.select(cfg, "profile.name", default="clean")
     if cfg.moe.enabled:
         record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
                                        f"layers {cfg.moe.layers})")

@@ -106,6 +106,12 @@ FAMILIES: dict[str, FamilyAdapter] = {
 }
 
 
+def family_of(model_type: str | None) -> str | None:
+    """The `FAMILIES` key of a Hugging Face `model_type`, or None when unsupported."""
+    return next((name for name, adapter in FAMILIES.items()
+                 if model_type in adapter.model_types), None)
+
+
 def adapter_for(model: nn.Module) -> FamilyAdapter:
     """The adapter for `model`'s family, or a ValueError naming the supported ones."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoe_cli.moe.adapters import adapter_for
+from emoe_cli.moe.adapters import FAMILIES, adapter_for
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
+from emoe_cli.moe.profile import Profile, check_family, resolve_profile
 from emoe_cli.moe.routers import ROUTERS, SELECTIONS, SELECTS
 
 SPLITS = ("cluster", "random")
@@ -35,6 +36,7 @@ def emoefy(
     capacity_factor: float | None = None,
     expert_repeat: int = 1,
     execution: str = "auto",
+    profile: str | Profile = "clean",
     **gate_options,
 ) -> nn.Module:
     """Split the FFNs of `layers` into `num_experts` experts and route each token to `top_k`.
@@ -50,7 +52,9 @@ def emoefy(
     `repeat_experts`). `gate_options` go to
     the router (avg_k: momentum, normalize; learned: init, noise; cosine: proj_dim,
     temperature, noise). `execution` (`auto`, `masked`, `sparse`) picks how the layers
-    compute the same function. Returns `model` for chaining.
+    compute the same function. `profile` (`official`, `clean` or a `Profile`) adds the
+    official code's layer extras (see `moe/profile.py`); `clean` adds none. Returns `model`
+    for chaining.
     """
     if gate not in ROUTERS:
         raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
@@ -63,7 +67,14 @@ def emoefy(
         raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
     check_selection(selection, top_k, num_experts)
     check_routing(gate, select, capacity_factor)
+    profile = resolve_profile(profile)
+    if profile.token_dropping and capacity_factor is not None:
+        raise ValueError(f"capacity_factor={capacity_factor} and profile.token_dropping both "
+                         "drop tokens; valid: capacity_factor=None under token dropping (its "
+                         "factor is profile.capacity_factor)")
     adapter = adapter_for(model)
+    family = next(name for name, entry in FAMILIES.items() if entry is adapter)
+    check_family(profile, family)
     blocks = adapter.blocks(model)
     for index in resolve_layers(layers, len(blocks)):
         ffn = adapter.read(blocks[index])
@@ -77,8 +88,13 @@ def emoefy(
         else:
             expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
         ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
+        if not profile.moe_output_dropout:  # the official GPT-2 layer has none
+            ffn.dropout = None
         router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
+        if profile.router_noise > 0 and hasattr(router, "noise"):
+            router.noise = 0.0  # the profile's noise replaces the router's own
         moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution).to(ffn.w1.device)
+        moe.profile, moe.dropout_before = profile, family != "vit"  # ViT: after the activation
         moe.expert_repeat = expert_repeat
         moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
         moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor

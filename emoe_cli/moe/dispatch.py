@@ -157,8 +157,13 @@ def pad_pairs(token: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor,
 
 def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Tensor,
                b1: torch.Tensor | None, w2: torch.Tensor, w_up: torch.Tensor | None = None,
-               b_up: torch.Tensor | None = None, b2: torch.Tensor | None = None) -> torch.Tensor:
+               b_up: torch.Tensor | None = None, b2: torch.Tensor | None = None,
+               dropout: float = 0.0, dropout_before: bool = True) -> torch.Tensor:
     """`b2 + Σ_pairs weight · W2_e (act(W1_e x + b1_e) [⊙ (W_up,e x + b_up,e)])` per token.
+
+    `dropout` > 0 is the official code's expert dropout, on the pre-activations
+    (`dropout_before`) or on the activations; each pair draws its own mask once, which the
+    backward pass reuses.
 
     `x` is [tokens, d]; weights are in the permuted layout (expert e owns neurons
     `e·s .. (e+1)·s`). All tensors must share one dtype; the gathered experts' sum is
@@ -167,21 +172,27 @@ def sparse_ffn(x: torch.Tensor, dispatch: Dispatch, act: nn.Module, w1: torch.Te
     added to, so no separate zeroed output or bias pass is needed.
     """
     base = None
+    drop = (dropout, dropout_before)
     if dispatch.blocks:
-        base = _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2)
+        base = _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2, drop)
         if not dispatch.gathered:
             return base
+    keep = None
+    if dropout > 0:
+        keep = x.new_empty(dispatch.gathered, w1.shape[0] // len(dispatch.counts))
+        keep.bernoulli_(1 - dropout).div_(1 - dropout)
     y = _SparseExperts.apply(x, dispatch.token, dispatch.weight, dispatch, act, w1, b1, w2,
-                             w_up, b_up, base)
+                             w_up, b_up, base, keep, dropout_before)
     return y if base is not None or b2 is None else y.add_(b2)  # y is a new tensor
 
 
-def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2):
+def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2, drop=(0.0, True)):
     """Every token's output from its group's hot experts (the masked path restricted to
     them), plus `b2`; in token order."""
     if dispatch.restore is None:
         block = dispatch.blocks[0]
-        return _masked_block(x, dispatch.gates, block.experts, act, w1, b1, w2, w_up, b_up, b2)
+        return _masked_block(x, dispatch.gates, block.experts, act, w1, b1, w2, w_up, b_up, b2,
+                             drop=drop)
     # One copy into group order, each group a slice, one copy back. Without autograd each
     # group's product is written straight into its slice of the output (no `cat`).
     order = torch.cat([block.tokens for block in dispatch.blocks])
@@ -193,22 +204,24 @@ def _masked_blocks(x, dispatch, act, w1, b1, w2, w_up, b_up, b2):
     for block in dispatch.blocks:
         end = start + block.tokens.shape[0]
         outputs.append(_masked_block(x[start:end], gates[start:end], block.experts, act, w1,
-                                     b1, w2, w_up, b_up, b2,
+                                     b1, w2, w_up, b_up, b2, drop=drop,
                                      out=None if out is None else out[start:end]))
         start = end
     return (torch.cat(outputs) if out is None else out).index_select(0, dispatch.restore)
 
 
-def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2, out=None):
+def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2, drop=(0.0, True),
+                  out=None):
     """One group's `experts` over the group's tokens (`x`, `gates`), pairs not chosen zeroed;
-    into `out` when given."""
+    into `out` when given. `drop`: (expert dropout, whether before the activation)."""
     if not experts:
         result = (x.new_zeros(x.shape[0], w2.shape[0]) if b2 is None
                   else b2.expand(x.shape[0], -1))
         return result if out is None else out.copy_(result)
     size = w1.shape[0] // gates.shape[1]
     hot = torch.tensor(experts, device=x.device)
-    h = act(F.linear(x, _expert_blocks(w1, hot, size), _expert_blocks(b1, hot, size)))
+    pre = F.linear(x, _expert_blocks(w1, hot, size), _expert_blocks(b1, hot, size))
+    h = expert_activation(pre, act, *drop)
     if w_up is not None:
         h = h * F.linear(x, _expert_blocks(w_up, hot, size), _expert_blocks(b_up, hot, size))
     h = scale_blocks(h, gates.index_select(1, hot).to(h.dtype), size)
@@ -216,6 +229,15 @@ def _masked_block(x, gates, experts, act, w1, b1, w2, w_up, b_up, b2, out=None):
     if out is None:
         return F.linear(h, w2_hot, b2)
     return _linear_into(out, h, w2_hot, b2)
+
+
+def expert_activation(pre: torch.Tensor, act: nn.Module, dropout: float = 0.0,
+                      before: bool = True) -> torch.Tensor:
+    """`act(pre)` with the official expert dropout on its input (`before`) or its output."""
+    if dropout and before:
+        pre = F.dropout(pre, dropout)
+    h = act(pre)
+    return F.dropout(h, dropout) if dropout and not before else h
 
 
 def _expert_blocks(tensor: torch.Tensor | None, hot: torch.Tensor, size: int,
@@ -393,8 +415,10 @@ class _SparseExperts(torch.autograd.Function):
     contiguous run of them per thread (`moe/expert_threads.py`)."""
 
     @staticmethod
-    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base):
-        """Adds the gathered experts to `base` (in place) or to zeros."""
+    def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base, keep=None,
+                before=True):
+        """Adds the gathered experts to `base` (in place) or to zeros. `keep` ([pairs, size]
+        or None) is the expert-dropout scale, on the pre-activations when `before`."""
         num = len(dispatch.counts)
         size = w1.shape[0] // num
         pairs = token.shape[0]
@@ -425,9 +449,11 @@ class _SparseExperts(torch.autograd.Function):
                 if up is not None:
                     _linear_into(up_of_pairs[i], xe, up_of[e], b_up_of[e])
             rows = run.pairs(part)
-            h = act(pre[rows])
+            h = act(pre[rows] if keep is None or not before else pre[rows] * keep[rows])
             if h._base is pre:  # an identity activation returns its input: `pre` is saved
                 h = h.clone()
+            if keep is not None and not before:
+                h = h.mul_(keep[rows])
             if up is not None:
                 h = h.mul_(up[rows])
             if not dispatch.unit:
@@ -439,8 +465,8 @@ class _SparseExperts(torch.autograd.Function):
 
         with torch.autocast(x.device.type, enabled=False):
             run.sums(out, compute)
-        ctx.act, ctx.dispatch = act, dispatch
-        ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up)
+        ctx.act, ctx.dispatch, ctx.before = act, dispatch, before
+        ctx.save_for_backward(x, token, weight, w1, b1, w2, w_up, b_up, pre, up, keep)
         if base is None:
             return out.to(x.dtype)
         if out is not base:
@@ -450,7 +476,7 @@ class _SparseExperts(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, token, weight, w1, b1, w2, w_up, b_up, pre, up = ctx.saved_tensors
+        x, token, weight, w1, b1, w2, w_up, b_up, pre, up, keep = ctx.saved_tensors
         needs = ctx.needs_input_grad
         dispatch = ctx.dispatch
         num = len(dispatch.counts)
@@ -462,7 +488,10 @@ class _SparseExperts(torch.autograd.Function):
             # The activation's own backward, over all pairs at once.
             with torch.enable_grad():
                 inputs = [pre.detach().requires_grad_()]
-                h = ctx.act(inputs[0])
+                before = keep is not None and ctx.before
+                h = ctx.act(inputs[0] * keep if before else inputs[0])
+                if keep is not None and not ctx.before:
+                    h = h * keep
                 if up is not None:
                     inputs.append(up.detach().requires_grad_())
                     h = h * inputs[1]
@@ -489,7 +518,7 @@ class _SparseExperts(torch.autograd.Function):
                 x, token, dispatch, run, size, w1, w_up, grads, needs)
         return (grad_x, None, grad_weight, None, None, grad_w1,
                 grad_b1 if needs[6] else None, grad_w2, grad_up,
-                grad_b_up if needs[9] else None, grad_in if needs[10] else None)
+                grad_b_up if needs[9] else None, grad_in if needs[10] else None, None, None)
 
 
 def _input_grads(x, token, dispatch, run, size, w1, w_up, grads, needs):

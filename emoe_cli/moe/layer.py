@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.dispatch import Dispatch, group_by_expert, scale_blocks, sparse_ffn
+from emoe_cli.moe.dispatch import (
+    Dispatch,
+    expert_activation,
+    group_by_expert,
+    scale_blocks,
+    sparse_ffn,
+)
 from emoe_cli.moe.execution import (
     EXECUTIONS,
     MASKED_COST,
@@ -19,10 +25,13 @@ from emoe_cli.moe.execution import (
     sparse_cost,
     sparse_may_pay,
 )
+from emoe_cli.moe.profile import Profile
 from emoe_cli.moe.routers import (
     AvgKRouter,
     activation_scores,
     drop_over_capacity,
+    importance_load_loss,
+    keep_by_priority,
     load_balancing_loss,
     pick_experts,
 )
@@ -100,6 +109,10 @@ class EMoEFeedForward(nn.Module):
     (`weighted = True`) weight experts by their softmax probability (`selected_weights`) and leave a
     load-balancing loss in `aux_loss` after each training forward.
 
+    `profile` (`moe/profile.py`) adds the official code's extras: token dropping by
+    priority, `b2 / k` per kept pair, expert dropout (before the activation unless
+    `dropout_before` is False), router noise, Tutel's balancing loss, an fp32 router.
+
     `execution` picks how the same function is computed: `masked` (the dense FFN, then
     zero the unselected blocks), `sparse` (only the selected experts, `moe/dispatch.py`) or
     `auto` (the faster of the two for the shapes at hand, `moe/execution.py`).
@@ -135,6 +148,8 @@ class EMoEFeedForward(nn.Module):
         self.selection = "top"  # or "other" / "bottom": the which-experts ablation
         self.select = "gate"  # what scores experts: the router, or see `activation_scores`
         self.capacity_factor: float | None = None  # None: dropless
+        self.profile = Profile()  # clean: none of the official code's extras
+        self.dropout_before = True  # expert dropout on the pre-activations (ViT: after)
         if hasattr(self.router, "initialise"):
             self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
@@ -153,19 +168,36 @@ class EMoEFeedForward(nn.Module):
             every = torch.arange(self.num_experts, device=x.device).expand(x.shape[0], -1)
             return every, torch.full(every.shape, 1.0 / self.expert_repeat, dtype=x.dtype,
                                      device=x.device)
-        logits = (self.router(x) if self.select == "gate"
-                  else activation_scores(self, x, self.select))
-        chosen, scores = pick_experts(logits, self.top_k, self.selection)
-        if not self.weighted:
-            weights = torch.ones_like(scores)
+        profile = self.profile
+        logits = self._logits(x)
+        noisy = logits
+        if self.training and profile.router_noise > 0:  # selection sees the noisy scores
+            noisy = logits + profile.router_noise * torch.randn_like(logits) / self.num_experts
+        chosen, scores = pick_experts(noisy, self.top_k, self.selection)
+        if self.weighted:  # Tutel weighs by the softmax of the scores it selected on
+            weights = selected_weights(noisy.float().softmax(dim=-1), chosen).to(scores.dtype)
         else:
-            probs = logits.float().softmax(dim=-1)
-            if self.training:
-                self.aux_loss = load_balancing_loss(probs, chosen)
-            weights = selected_weights(probs, chosen).to(scores.dtype)
-        if self.capacity_factor is not None:  # dropped pairs keep weight 0
+            weights = torch.ones_like(scores)
+        if self.training and profile.balance_loss_weight > 0:
+            self.aux_loss = importance_load_loss(logits, noisy, chosen, profile.router_noise)
+        elif self.training and self.weighted:
+            self.aux_loss = load_balancing_loss(logits.float().softmax(dim=-1), chosen)
+        if profile.token_dropping:  # dropped pairs keep weight 0
+            priority = noisy.float().softmax(dim=-1).amax(dim=-1)
+            weights = weights * keep_by_priority(chosen, priority, self.num_experts,
+                                                 profile.capacity_factor)
+        elif self.capacity_factor is not None:
             weights = drop_over_capacity(chosen, weights, self.num_experts, self.capacity_factor)
         return chosen, weights
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Router scores [tokens, N]; in fp32 outside autocast under `profile.router_fp32`."""
+        if self.select != "gate":
+            return activation_scores(self, x, self.select)
+        if not self.profile.router_fp32:
+            return self.router(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.router(x.float())
 
     def select_experts(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [tokens, top_k] of the experts each token uses."""
@@ -175,12 +207,22 @@ class EMoEFeedForward(nn.Module):
         shape = hidden_states.shape
         x = hidden_states.reshape(-1, shape[-1])
         if not (self.top_k < self.num_experts or self.weighted or self.capacity_factor):
-            y = self.w2(self._hidden(x))  # every expert with weight 1: the dense FFN
+            # Every expert with weight 1: the dense FFN. Official token dropping never binds
+            # here (capacity >= every token) and b2 / N over N experts is b2.
+            if self.training and self.profile.balance_loss_weight > 0:
+                self.route(x)  # leaves the balancing loss
+            y = self.w2(self._hidden(x))
         else:
             chosen, weights = self.route(x)
+            # b2 / k per kept pair (official): b2 scaled by each token's kept weight over k.
+            share = (weights.sum(dim=-1, keepdim=True) / self.top_k
+                     if self.profile.b2_split and not self.use_all_experts else None)
             dispatch = self.plan_sparse(chosen, weights.to(_compute_dtype(x)))
             y = (self._masked(x, chosen, weights) if dispatch is None
                  else self._sparse(x, dispatch))
+            b2 = getattr(self.w2, "base_layer", self.w2).bias  # LoRA wraps w2 in a base_layer
+            if share is not None and b2 is not None:  # from b2 once to b2 * share
+                y = y + (share.to(y.dtype) - 1) * b2.to(y.dtype)
         if self.dropout is not None:
             y = self.dropout(y)
         return y.view(*shape[:-1], y.shape[-1])
@@ -220,8 +262,13 @@ class EMoEFeedForward(nn.Module):
         so such layers compute through their modules (the masked path)."""
         return all(type(m) is nn.Linear for m in (self.w1, self.w2, self.w_up) if m is not None)
 
+    @property
+    def expert_dropout(self) -> float:
+        """The official expert dropout rate now in effect (0 in evaluation)."""
+        return self.profile.expert_dropout if self.training else 0.0
+
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.w1(x))
+        h = expert_activation(self.w1(x), self.act, self.expert_dropout, self.dropout_before)
         return h if self.w_up is None else h * self.w_up(x)
 
     def _masked(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -240,7 +287,8 @@ class EMoEFeedForward(nn.Module):
 
         up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
         return sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
-                          cast(self.w2.weight), cast(up[0]), cast(up[1]), cast(self.w2.bias))
+                          cast(self.w2.weight), cast(up[0]), cast(up[1]), cast(self.w2.bias),
+                          self.expert_dropout, self.dropout_before)
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"

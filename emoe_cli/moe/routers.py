@@ -163,6 +163,58 @@ def drop_over_capacity(chosen: torch.Tensor, weights: torch.Tensor, num_experts:
     return weights * keep.to(weights.dtype)
 
 
+def keep_by_priority(chosen: torch.Tensor, priority: torch.Tensor, num_experts: int,
+                     capacity_factor: float) -> torch.Tensor:
+    """Which (token, expert) pairs of `chosen` ([tokens, k], best choice first) fit their
+    expert's capacity, as the official Tutel layer decides it: [tokens, k] booleans.
+
+    Capacity is `k * int(capacity_factor * ceil(tokens / N))`. Slots are filled rank by rank
+    (every token's first choice, then every second choice, ...); within a rank, tokens with
+    a higher `priority` (Tutel: their largest routing probability) go first. A dropped pair
+    still takes its place in the count, as in Tutel, where later ranks start after all
+    earlier-rank selections of the expert.
+    """
+    tokens, k = chosen.shape
+    capacity = k * int(capacity_factor * math.ceil(tokens / num_experts))
+    order = torch.argsort(priority, descending=True, stable=True)
+    count = tokens * k
+    dtype = torch.int32 if num_experts * count < 2**31 else torch.long
+    expert = chosen[order].t().reshape(-1).to(dtype)  # rank-major, by priority within a rank
+    pairs = torch.arange(count, dtype=dtype, device=expert.device)
+    # Sorted by (expert, place in that order): unique 32-bit keys sort several times faster
+    # than a stable sort of the experts alone.
+    by_expert = torch.argsort(expert * count + pairs)
+    counts = torch.bincount(expert, minlength=num_experts)
+    starts = (torch.cumsum(counts, 0) - counts).to(dtype)
+    position = torch.empty_like(expert)
+    position[by_expert] = pairs - starts[expert[by_expert]]
+    keep = torch.empty_like(chosen, dtype=torch.bool)
+    keep[order] = (position < capacity).view(k, tokens).t()
+    return keep
+
+
+def importance_load_loss(logits: torch.Tensor, noisy: torch.Tensor, chosen: torch.Tensor,
+                         noise: float) -> torch.Tensor:
+    """The official balancing loss (Tutel's `load_importance_loss`): the mean of the squared
+    coefficients of variation of each expert's importance (summed noise-free probabilities)
+    and of its smooth load.
+
+    The load is `sum_t Phi((p_te - threshold_t) / (noise / N))`, where the threshold is the
+    token's k-th largest *noisy logit* while `p` are noise-free *probabilities*: the official
+    code compares the two scales, and so does this.
+    """
+    num_experts = logits.shape[-1]
+    probs = logits.float().softmax(dim=-1)
+    threshold = noisy.gather(1, chosen[:, -1:]).float()
+    scale = noise / num_experts
+    load = (0.5 * (1 + torch.erf((probs - threshold) / (scale * math.sqrt(2))))).sum(0)
+
+    def cv_squared(values: torch.Tensor) -> torch.Tensor:
+        return values.var() / (values.mean() ** 2 + 1e-10)
+
+    return (cv_squared(probs.sum(0)) + cv_squared(load)) / 2
+
+
 def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Switch-style balance loss: N · Σ_e (share of selections to e) · (mean prob of e).
 

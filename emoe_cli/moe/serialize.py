@@ -39,6 +39,7 @@ def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
             "expert_repeat": copies, "gate": getattr(layer, "gate", "avg_k"),
             "gate_options": getattr(layer, "gate_options", {}),
             **{k: getattr(layer, k) for k in ROUTING_SETTINGS if hasattr(layer, k)},
+            "profile": layer.profile.to_dict(),
             "expert_of_neuron": layer.expert_of_neuron[:len(layer.expert_of_neuron) // copies]
             .tolist(),
         })
@@ -74,6 +75,7 @@ def load_emoe(path: str | Path, model_class=None, **from_pretrained_kwargs) -> n
         emoefy(model, entry["num_experts"], entry["top_k"], layers=[entry["index"]],
                gate=entry["gate"], expert_repeat=entry.get("expert_repeat", 1),
                assignments={entry["index"]: torch.tensor(entry["expert_of_neuron"])},
+               profile=entry.get("profile", "clean"),
                **entry["gate_options"])
     routers = load_file(str(path / ROUTERS_FILE))
     by_index = {entry["index"]: entry for entry in spec["layers"]}
