@@ -25,7 +25,7 @@ PAPER = {
     "ablation_data": 5 * 2 * 8 * 3 * 3,           # shares × methods × tasks × lr × seeds
 }
 EXTRA = {"ablation_experts_n16": 3 * 5 * 3 * 3, "ablation_experts_n32": 3 * 5 * 3 * 3,
-         "ablation_layers": 3 * 5 * 3 * 3}
+         "ablation_layers": 3 * 5 * 3 * 3, "ablation_ingredients": 11 * 5}
 FULL = ["dense", "noisy", "gmoe", "emoe", "emoe_learn"]
 LORA = ["lora", "lora_block", "lora_gmoe", "lora_emoe", "lora_emoe_learn"]
 METHODS = {"glue_bert_base": FULL, "glue_bert_large": FULL, "glue_gpt2": FULL,
@@ -86,7 +86,8 @@ def test_first_and_last_jobs_compose(preset):
     for job in (jobs[0], jobs[-1]):
         cfg = job_config(job)
         assert OmegaConf.to_container(cfg, resolve=True)
-        assert cfg.model.name in ("bert-base-cased", "bert-large-cased", "gpt2", "gpt2-xl")
+        assert cfg.model.name in ("bert-base-cased", "bert-large-cased", "gpt2", "gpt2-xl",
+                                  "minilm")  # minilm: the ingredient ablation (laptop scale)
 
 
 def test_paper_settings_reach_the_job_configs():
