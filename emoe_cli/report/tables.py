@@ -110,6 +110,18 @@ def summary(cell_table: pd.DataFrame, ranks: pd.DataFrame | None = None) -> pd.D
     return wide
 
 
+def paired_differences(joined: pd.DataFrame, suffix: str, resamples: int) -> dict:
+    """Mean per-seed difference and its bootstrap interval for the ID score and the OOD
+    average, from rows holding both sides (the other side's columns end in `suffix`)."""
+    row = {}
+    for metric in ("id", "ood_avg"):
+        diffs = (joined[metric] - joined[f"{metric}{suffix}"]).to_numpy(dtype=float)
+        low, high = bootstrap_ci(diffs, resamples)
+        row.update({f"{metric}_diff": float(np.mean(diffs)), f"{metric}_low": low,
+                    f"{metric}_high": high})
+    return row
+
+
 def paired(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
     """Per-seed differences (method − dense) at each side's selected learning rate.
 
@@ -130,12 +142,7 @@ def paired(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
         baseline = (*cell[:3], group["dense_variant"].iloc[0])
         row = dict(zip(CELL, cell), pairs=len(joined), n_method=group["seed"].nunique(),
                    n_dense=int(dense_n[baseline]))
-        for metric in ("id", "ood_avg"):
-            diffs = (joined[metric] - joined[f"{metric}_dense"]).to_numpy(dtype=float)
-            low, high = bootstrap_ci(diffs, resamples)
-            row.update({f"{metric}_diff": float(np.mean(diffs)), f"{metric}_low": low,
-                        f"{metric}_high": high})
-        rows.append(row)
+        rows.append({**row, **paired_differences(joined, "_dense", resamples)})
     columns = [*CELL, "pairs", "n_method", "n_dense", "id_diff", "id_low", "id_high",
                "ood_avg_diff", "ood_avg_low", "ood_avg_high"]
     return pd.DataFrame(rows, columns=columns)
@@ -172,10 +179,5 @@ def ingredients(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
                 continue
             row = dict(zip(TASK, task), ingredient=ingredient, reference=reference,
                        pairs=len(joined))
-            for metric in ("id", "ood_avg"):
-                diffs = (joined[metric] - joined[f"{metric}_ref"]).to_numpy(dtype=float)
-                low, high = bootstrap_ci(diffs, resamples)
-                row.update({f"{metric}_diff": float(np.mean(diffs)), f"{metric}_low": low,
-                            f"{metric}_high": high})
-            rows.append(row)
+            rows.append({**row, **paired_differences(joined, "_ref", resamples)})
     return pd.DataFrame(rows, columns=columns)
