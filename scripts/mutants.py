@@ -43,25 +43,28 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the sparse path's thread tests must not
 
 MUTANTS = [
     Mutant("loop-no-resume", "emoe_cli/training/loop.py",
-           "(resumed := checkpoints.load(accelerator))", "(resumed := None)",
+           "(resumed := checkpoints.load(accelerator, state))", "(resumed := None)",
            ["tests/training/test_fit.py"], why="fit never loads the checkpoint"),
     Mutant("sampler-set-epoch", "emoe_cli/training/sampler.py",
-           "        self.epoch = epoch\n", "        pass\n",
+           "    def set_epoch(self, epoch: int) -> None:\n        self.epoch = epoch\n\n"
+           "    def __iter__(self) -> Iterator[int]:",
+           "    def set_epoch(self, epoch: int) -> None:\n        pass\n\n"
+           "    def __iter__(self) -> Iterator[int]:",
            ["tests/training/test_sampler.py"], why="set_epoch does nothing"),
     Mutant("loop-no-balance-loss", "emoe_cli/training/loop.py",
            "loss = loss + aux_loss_weight * balance_loss(moe_layers)", "pass",
            ["tests/training/test_fit.py"], why="the load-balancing loss is never added"),
     Mutant("report-unpaired-bootstrap", "emoe_cli/report/tables.py",
            "low, high = bootstrap_ci(diffs, resamples)",
-           "sides = [joined[c].to_numpy(dtype=float) for c in (metric, f'{metric}_dense')]; "
+           "sides = [joined[c].to_numpy(dtype=float) for c in (metric, f'{metric}{suffix}')]; "
            "rng = np.random.default_rng(0); "
            "low, high = np.percentile([rng.choice(sides[0], len(diffs)).mean()"
            " - rng.choice(sides[1], len(diffs)).mean() for _ in range(resamples)], [2.5, 97.5])",
            ["tests/report/test_report.py"], why="each side resampled on its own, not in pairs"),
     Mutant("report-pairs-misaligned", "emoe_cli/report/tables.py",
-           'diffs = (joined[metric] - joined[f"{metric}_dense"]).to_numpy(dtype=float)',
+           'diffs = (joined[metric] - joined[f"{metric}{suffix}"]).to_numpy(dtype=float)',
            'diffs = (joined[metric].to_numpy(dtype=float)'
-           ' - np.roll(joined[f"{metric}_dense"].to_numpy(dtype=float), 1))',
+           ' - np.roll(joined[f"{metric}{suffix}"].to_numpy(dtype=float), 1))',
            ["tests/report/test_report.py"], why="seeds paired with the wrong dense seed"),
     Mutant("selection-always-dev", "emoe_cli/runner.py",
            "select_loader = id_loader if data.selection is None else",
