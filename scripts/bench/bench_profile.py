@@ -25,38 +25,25 @@ import time
 
 import torch
 import transformers
-from bench_step import MINILM, build_dense
+from bench_step import MINILM, build_dense, step_job
 from common import allocator_setup, interleaved_medians, make_batch, text_source
 
 from emoe_cli.models import resolve_weights
-from emoe_cli.moe import attach_router_refresh, emoe_modules, emoefy
+from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.profile import PROFILES
 from emoe_cli.training.loop import balance_loss
 
 
-def step_job(model: torch.nn.Module, batch: dict, profile_name: str, precision: str,
-             same_clipping: bool = False):
+def profile_step_job(model: torch.nn.Module, batch: dict, profile_name: str, precision: str,
+                     same_clipping: bool = False):
     """One training step of the loop under `profile_name`, as a closure; `same_clipping`
     clips both profiles alike (at 1.0), to time the layers' extras alone."""
     profile = PROFILES[profile_name]
     clip = 1.0 if same_clipping or profile.max_grad_norm is None else profile.max_grad_norm
     layers = list(emoe_modules(model))
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    attach_router_refresh(optimizer, model)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-
-    def job():
-        with autocast:
-            loss = model(**batch).loss
-            if profile.balance_loss_weight:
-                loss = loss + profile.balance_loss_weight * balance_loss(layers)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return job
+    extra = ((lambda: profile.balance_loss_weight * balance_loss(layers))
+             if profile.balance_loss_weight else None)
+    return step_job(model, batch, precision, extra_loss=extra, clip=clip)
 
 
 def main() -> None:
@@ -80,9 +67,9 @@ def main() -> None:
     batch = make_batch(tokenizer, args.batch_size, args.seq_len)
     started = time.perf_counter()
     dense = build_dense(args.model)
-    jobs = {name: step_job(emoefy(copy.deepcopy(dense), args.num_experts, args.top_k,
-                                  layers=layers, execution=args.execution, profile=name),
-                           batch, name, args.precision, args.same_clipping)
+    jobs = {name: profile_step_job(emoefy(copy.deepcopy(dense), args.num_experts, args.top_k,
+                                          layers=layers, execution=args.execution, profile=name),
+                                   batch, name, args.precision, args.same_clipping)
             for name in ("clean", "official")}
     print(f"{args.model} training step, batch {args.batch_size} x {args.seq_len} of "
           f"{text_source()}, {args.precision}, EMoE N={args.num_experts} k={args.top_k} "

@@ -54,8 +54,11 @@ def build_dense(name: str) -> torch.nn.Module:
     return transformers.BertForSequenceClassification(config)
 
 
-def step_job(model: torch.nn.Module, batch: dict, precision: str):
-    """One optimiser step as a closure (AdamW with the router refresh hook attached)."""
+def step_job(model: torch.nn.Module, batch: dict, precision: str, extra_loss=None,
+             clip: float = 0.0):
+    """One optimiser step as a closure (AdamW with the router refresh hook attached);
+    `extra_loss()` joins the task loss and `clip` > 0 clips the gradient norm, as the
+    training loop does (bench_profile.py times the profiles through these)."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     attach_router_refresh(optimizer, model)
@@ -64,7 +67,11 @@ def step_job(model: torch.nn.Module, batch: dict, precision: str):
     def job():
         with autocast:
             loss = model(**batch).loss
+            if extra_loss is not None:
+                loss = loss + extra_loss()
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return job
