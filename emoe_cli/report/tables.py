@@ -27,10 +27,10 @@ def best_lr(group: pd.DataFrame) -> float:
     return float(means.idxmax())
 
 
-def at_best_lr(runs: pd.DataFrame) -> pd.DataFrame:
-    """Only the runs at each cell's selected learning rate."""
-    chosen = runs.groupby(CELL)[["lr", "select"]].apply(best_lr).rename("best_lr")
-    merged = runs.join(chosen, on=CELL)
+def at_best_lr(runs: pd.DataFrame, keys: list[str] = CELL) -> pd.DataFrame:
+    """Only the runs at each group's selected learning rate (a group: a cell by default)."""
+    chosen = runs.groupby(keys)[["lr", "select"]].apply(best_lr).rename("best_lr")
+    merged = runs.join(chosen, on=keys)
     return merged[merged["lr"] == merged["best_lr"]].drop(columns="best_lr")
 
 
@@ -162,9 +162,7 @@ def ingredients(runs: pd.DataFrame, resamples: int = 10_000) -> pd.DataFrame:
     if arms.empty:
         return pd.DataFrame(columns=columns)
     by_arm = [*TASK, "ingredient"]
-    chosen = arms.groupby(by_arm)[["lr", "select"]].apply(best_lr).rename("best_lr")
-    arms = arms.join(chosen, on=by_arm)
-    arms = arms[arms["lr"] == arms["best_lr"]].set_index([*by_arm, "seed"])
+    arms = at_best_lr(arms, by_arm).set_index([*by_arm, "seed"])
     present = set(arms.index.droplevel("seed"))
     rows = []
     for (*task, ingredient), arm in arms.groupby(level=by_arm):
