@@ -11,21 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
 from emoe_cli.moe import emoefy
-from emoe_cli.training.lora import lora_method
-
-
-def method_name(cfg: DictConfig) -> str:
-    """`dense`, or the gate's method (`emoe`, ...) with suffixes for ablations (`_random`
-    split, `_other` / `_bottom` selection, `_train_dense` / `_eval_dense`, `_noisy`); `noisy`
-    for NoisyTune."""
-    if not cfg.moe.enabled:
-        return lora_method("noisy" if cfg.moe.get("noise_lambda") else "dense", cfg)
-    ablations = [f"_{cfg.moe.selection}" if cfg.moe.selection != "top" else "",
-                 *(f"_{phase}_dense" for phase in ("train", "eval")
-                   if cfg.moe[f"{phase}_as"] == "dense"),
-                 "_noisy" if cfg.moe.get("noise_lambda") else ""]
-    base = cfg.gate.method + ("_random" if cfg.moe.split == "random" else "")
-    return lora_method(base + "".join(ablations), cfg)
+from emoe_cli.naming import method_name  # noqa: F401 (records and tests import it here)
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:

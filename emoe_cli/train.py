@@ -30,6 +30,7 @@ from emoe_cli.allocator import keep_freed_memory
 from emoe_cli.config import check_group_choices
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
+from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
 from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record
 from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table

@@ -25,6 +25,7 @@ from emoe_cli.errors import UserError
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.layer import EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
+from emoe_cli.naming import lora_enabled, lora_method  # noqa: F401 (imported from here)
 
 LORA_MODES = ("standard", "moe_layers", "emoe")
 # peft's defaults cover most families; not ViT, whose attention projections are named
@@ -34,33 +35,6 @@ EXTRA_ATTENTION_TARGETS = {"vit": ("query", "value", "q_proj", "v_proj"),
 CLASSIFIER_HEADS = ("classifier", "score")
 # Name parts of the input embeddings, which the official LoRA runs never train.
 EMBEDDINGS = frozenset({"embeddings", "wte", "wpe", "embed_tokens"})
-
-
-def lora_enabled(cfg: DictConfig) -> bool:
-    lora = cfg.get("lora")
-    return bool(lora is not None and lora.get("enabled"))
-
-
-def lora_method(base: str, cfg: DictConfig) -> str:
-    """The run's `method` given the one without LoRA (`dense`, `emoe`, ...), named as the
-    `method=` presets are: `lora`, `lora_block` (whole blocks tuned too), `lora_emoe` /
-    `lora_gmoe` / `lora_emoe_learn` for the official runs (standard LoRA next to the converted
-    layer); `lora_moe_layers` on a dense model; `emoe_lora` (or `<gate method>_lora`) for
-    adapters on the experts (`lora=emoe`); `_blocks` when whole blocks are tuned otherwise.
-    """
-    if not lora_enabled(cfg):
-        return base
-    mode, blocks = cfg.lora.mode, bool(cfg.lora.get("train_blocks"))
-    if mode == "standard":
-        if base == "dense":
-            return "lora_block" if blocks else "lora"
-        if base == "gmoe" or not blocks:  # GMoE's official run tunes its block whole
-            return f"lora_{base}"
-    if base == "dense":
-        method = "lora" if mode == "standard" else f"lora_{mode}"
-    else:
-        method = f"{base}_lora" if mode == "emoe" else f"lora_{base}"
-    return method + ("_blocks" if blocks else "")
 
 
 def validate_lora(cfg: DictConfig) -> None:

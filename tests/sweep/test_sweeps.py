@@ -15,6 +15,7 @@ from tests.helpers import compose_config
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=16",
         "data.max_eval_samples=8", "task.ood=[yelp]"]
+JOBS = ("0_emoe", "1_emoe")  # hydra.sweep.subdir: the job number, then its method
 
 
 def launch(tmp_path, name, *overrides):
@@ -35,16 +36,16 @@ def test_relaunch_skips_completed_reruns_failed_and_tallies(shared_data, minilm_
     first = launch(tmp_path, "first", f"data.root={shared_data}", "trainer.device=auto,cuda")
     assert first.returncode == 1, first.stderr[-2000:]
     assert "sweep tally: 1 completed, 1 failed, 0 skipped" in first.stdout
-    assert [outcome(tmp_path / "first" / n) for n in "01"] == ["completed", "failed"]
+    assert [outcome(tmp_path / "first" / n) for n in JOBS] == ["completed", "failed"]
 
     # the data moved: same identity, so job 0 is skipped; the failed job runs again
     moved = tmp_path / "data_link"
     moved.symlink_to(shared_data)
     second = launch(tmp_path, "second", f"data.root={moved}", "trainer.device=auto,cuda")
     assert "sweep tally: 0 completed, 1 failed, 1 skipped" in second.stdout
-    assert [outcome(tmp_path / "second" / n) for n in "01"] == ["skipped", "failed"]
-    skipped = json.loads((tmp_path / "second" / "0" / "skipped.json").read_text())
-    assert skipped["completed_at"] == str(tmp_path / "first" / "0" / "results.json")
+    assert [outcome(tmp_path / "second" / n) for n in JOBS] == ["skipped", "failed"]
+    skipped = json.loads((tmp_path / "second" / "0_emoe" / "skipped.json").read_text())
+    assert skipped["completed_at"] == str(tmp_path / "first" / "0_emoe" / "results.json")
     assert json.loads((tmp_path / "second" / "tally.json").read_text()) == {
         "completed": 0, "failed": 1, "skipped": 1}
 
