@@ -35,6 +35,7 @@ from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_reco
 from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
+from emoe_cli.sweep.objective import sweep_objective
 from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
 from emoe_cli.sweep.tally import skipped_marker
 from emoe_cli.tracking import start_tracker
@@ -103,7 +104,7 @@ def skip_busy(busy: IdentityBusy, output_dir: str | Path, multirun: bool) -> Non
 
 
 def run(cfg: DictConfig, output_dir: str | Path, multirun: bool = False) -> float | None:
-    """Run one experiment and record it; returns the ID score (for Hydra sweepers)."""
+    """Run one experiment and record it; returns its selection score (for Hydra sweepers)."""
     record = new_record(cfg)
     identity = record.extra["identity"] = run_identity(record.config, cfg.sweep.identity_ignore)
     twin = completed_twin(cfg.sweep, identity, multirun)
@@ -163,7 +164,7 @@ def run_held(cfg: DictConfig, record: RunRecord, output_dir: str | Path,
         stop.pass_on()  # under submitit: requeue this job; it resumes from the checkpoint
     if exit_code and (not multirun or record.status == "interrupted"):
         sys.exit(exit_code)  # in a sweep, a stop request ends the sweep too
-    return record.id.get("score")
+    return sweep_objective(record.to_dict())
 
 
 def finish(cfg: DictConfig, record: RunRecord, output_dir: str | Path, tracker,

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from emoe_cli.sweep.gpus import claim_gpu
 from emoe_cli.sweep.index import add_completed, find_completed, read_record
+from emoe_cli.sweep.objective import sweep_objective
 from emoe_cli.sweep.tally import skipped_marker
 
 
@@ -23,11 +24,10 @@ def completed_twin(sweep_cfg: DictConfig, identity: str, multirun: bool) -> Path
 
 
 def skip_run(twin: Path, output_dir: str | Path) -> float | None:
-    """Note the skip in the job's folder and hand the earlier ID score back to the sweeper."""
+    """Note the skip in the job's folder and hand the earlier run's score back to the sweeper."""
     skipped_marker(output_dir, twin)
     print(f"emoe-run: skipped, already completed: {twin}", flush=True)
-    result = (read_record(twin) or {}).get("id")
-    return result.get("score") if isinstance(result, dict) else None
+    return sweep_objective(read_record(twin) or {})
 
 
 def remember_completed(sweep_cfg: DictConfig, identity: str, results: Path) -> None:
