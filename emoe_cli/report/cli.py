@@ -12,7 +12,8 @@ from emoe_cli.report.runs import flat_runs, load_runs
 
 
 def build_report(folders: list[str], out: Path, resamples: int = 10_000) -> str:
-    """Write CSV, Markdown, LaTeX and PNG files to `out`; return the Markdown."""
+    """Write CSV, Markdown, LaTeX and figure (PNG, PDF, SVG) files to `out`; return the
+    Markdown."""
     runs = load_runs(folders)
     if runs.empty:
         raise UserError(f"emoe-report: no completed results.json under {', '.join(folders)}")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"emoe-report: error: {error}", file=sys.stderr)
         sys.exit(2)
     print(markdown)
-    print(f"written to {args.out}/: report.md, *.csv, *.tex, methods_*.png")
+    print(f"written to {args.out}/: report.md, *.csv, *.tex, methods_*.png/.pdf/.svg")
 
 
 if __name__ == "__main__":
