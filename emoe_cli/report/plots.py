@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure  # no pyplot: no display or global state needed
 
 from emoe_cli.report.render import SCALE, method_label
 
 FORMATS = ("png", "pdf", "svg")
 DPI = 300  # PNG only; PDF and SVG are vector
-# No creation dates in the files: the same records give the same bytes.
+# No creation dates, and SVG ids from a fixed salt: the same records give the same bytes.
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
@@ -70,10 +71,11 @@ def plot_model(cell_table: pd.DataFrame, title: str, stem: Path) -> list[Path]:
     """Write the figure as `<stem>.png`, `.pdf` and `.svg`; return their paths."""
     figure = method_figure(cell_table, title)
     paths = []
-    for kind in FORMATS:
-        path = stem.with_name(f"{stem.name}.{kind}")
-        figure.savefig(path, dpi=DPI, metadata=METADATA[kind])
-        paths.append(path)
+    with rc_context({"svg.hashsalt": "emoe-report"}):
+        for kind in FORMATS:
+            path = stem.with_name(f"{stem.name}.{kind}")
+            figure.savefig(path, dpi=DPI, metadata=METADATA[kind])
+            paths.append(path)
     return paths
 
 

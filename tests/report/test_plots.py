@@ -79,3 +79,5 @@ def test_png_pdf_and_svg_are_written_and_valid(cell_table, tmp_path):
     assert ElementTree.parse(stem.with_suffix(".svg")).getroot().tag.endswith("svg")
     with Image.open(stem.with_suffix(".png")) as png:
         assert png.format == "PNG" and np.allclose(png.info["dpi"], 300, atol=1)
+    first = [path.read_bytes() for path in paths]
+    assert [path.read_bytes() for path in plots.plot_all(cell_table, tmp_path)] == first
