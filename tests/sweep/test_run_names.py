@@ -34,6 +34,8 @@ def test_run_folder_ends_with_the_method(method):
 def test_folder_names_follow_the_keys_not_just_the_preset():
     assert hydra_dirs("moe=dense")[0].endswith("_minilm_dense")
     assert hydra_dirs("moe.split=random")[0].endswith("_minilm_emoe_random")
+    # a config too broken to name a method still names a folder; the checks report it
+    assert hydra_dirs("~gate.method")[0].endswith("_minilm_unnamed")
 
 
 def test_naming_loads_no_model_library():
