@@ -67,7 +67,8 @@ def test_csv_writes_one_row_per_step_and_keeps_every_row_on_disk(tmp_path):
         {"step": "1", "train/loss": "0.5", "train/lr": "0.1", "id/score": "", "epoch": ""},
         {"step": "2", "train/loss": "0.25", "train/lr": "0.05", "id/score": "0.75",
          "epoch": "1"}]
-    tracker.log({"train/loss": 0.125, "train/lr": 0.0}, step=3)
+    tracker.log({"train/loss": 0.125, "train/lr": 0.0, "train/tokens": 96}, step=3)
+    assert [row["train/tokens"] for row in rows(path)] == ["", "", "96"]  # a new column
     tracker.summary({"id/score": 0.8, "ood/imdb/score": 0.7})
     tracker.finish()
     last = rows(path)[-1]

@@ -53,6 +53,9 @@ def test_a_line_every_n_steps_and_one_per_epoch_with_loss_lr_score_and_eta(caplo
     # step lines: the mean loss since the previous line (steps 1-4, then 7-8)
     assert f"loss {sum(losses[s] for s in (1, 2, 3, 4)) / 4:.4f}" in lines[0]
     assert f"loss {(losses[7] + losses[8]) / 2:.4f}" in lines[2]
+    caplog.clear()
+    lines, losses = progress_lines(caplog, log_every_steps=2)
+    assert f"loss {(losses[3] + losses[4]) / 2:.4f}" in lines[1]  # after the step-2 line
     epochs = [line for line in lines if " done " in line]
     assert all(re.search(r"\| step (6|12|18)/18 \| epoch loss [\d.]+ \| lr [\d.e-]+ \| "
                          r"ID score -[\d.]+ \(best -[\d.]+, epoch \d\)", e) for e in epochs)
