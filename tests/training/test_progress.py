@@ -1,11 +1,14 @@
 """Progress lines in the log (`trainer.log_every_steps`) and quiet tqdm bars without a TTY,
 on the four-feature classifier of test_fit: 6 steps an epoch, 3 epochs, about a second."""
 
+import csv
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import pytest
-
 from torch.utils.data import DataLoader
 
 from emoe_cli.runner import build_accelerator
@@ -13,6 +16,7 @@ from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
 from emoe_cli.training.progress import clock_text
 from emoe_cli.training.sampler import EpochShuffleSampler
+from tests.training.test_checkpoint_safety import PROJECT, task_overrides, write_task_files
 from tests.training.test_fit import EXAMPLES, Classifier, collate, eval_loss, trainer
 
 LINE = re.compile(r"\| elapsed \d+:\d\d:\d\d \| ETA (\d+:\d\d:\d\d)$")
@@ -81,3 +85,27 @@ def test_the_bars_are_quiet_without_a_terminal(capsys):
                                           (3725, "1:02:05"), (90061, "25:01:01")])
 def test_clock_text(seconds, text):
     assert clock_text(seconds) == text
+
+
+@pytest.mark.slow
+def test_emoe_run_writes_progress_to_train_log_and_metrics_csv(minilm2_dir, tmp_path):
+    """The real command: Hydra's train.log and the console get the lines, and the default
+    logger (csv) leaves metrics.csv; two MiniLM layers, 16 rows, 2 epochs of 2 steps."""
+    files = write_task_files(tmp_path / "data")
+    overrides = [*task_overrides(files, tmp_path / "checkpoints", minilm2_dir),
+                 "logger=csv", "moe=dense", "trainer.epochs=2", "trainer.log_every_steps=1",
+                 f"hydra.run.dir={tmp_path / 'run'}"]
+    finished = subprocess.run([sys.executable, "-m", "emoe_cli.train", *overrides],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": PROJECT, "HF_HUB_OFFLINE": "1"})
+    assert finished.returncode == 0, finished.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    heads = [line.split("] - ", 1)[1].split(" |")[0] for line in log.splitlines()
+             if "][emoe][INFO] - " in line and (" done |" in line or "(epoch" in line)]
+    assert heads == ["step 1/4 (epoch 1/2)", "epoch 1/2 done", "step 3/4 (epoch 2/2)",
+                     "epoch 2/2 done"]
+    assert "epoch 2/2 done | step 4/4" in finished.stdout  # Hydra's console handler
+    with (tmp_path / "run" / "metrics.csv").open(newline="") as file:
+        table = list(csv.DictReader(file))
+    assert [row["step"] for row in table] == ["1", "2", "3", "4"]
+    assert table[1]["id/score"] and table[-1]["final/id/score"] and table[0]["train/loss"]
