@@ -91,7 +91,8 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
         log.info("resuming from %s: epoch %d, step %d", resumed, state.epoch + 1, state.step)
     progress = Progress(total_steps, num_epochs, trainer_cfg.get("log_every_steps", 100),
                         state.step, enabled=accelerator.is_main_process)
-    with logging_redirect_tqdm(loggers=[logging.root, log]):  # log lines above the bars
+    # console log lines go above the bars (only through handlers already there: no new ones)
+    with logging_redirect_tqdm(loggers=[lg for lg in (logging.root, log) if lg.handlers]):
         for epoch in range(state.epoch, num_epochs):
             if state.finished:
                 break

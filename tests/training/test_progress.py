@@ -1,5 +1,6 @@
 """Progress lines in the log (`trainer.log_every_steps`) and quiet tqdm bars without a TTY,
-on the four-feature classifier of test_fit: 6 steps an epoch, 3 epochs, about a second."""
+on the four-feature classifier of test_fit (6 steps an epoch, 3 epochs, about a second);
+then one real emoe-run writing train.log and metrics.csv."""
 
 import csv
 import logging
@@ -79,6 +80,21 @@ def test_the_bars_are_quiet_without_a_terminal(capsys):
     train(log_every_steps=0)
     captured = capsys.readouterr()
     assert "epoch 1/3" not in captured.err + captured.out  # tqdm's bar, not a TTY here
+
+
+def test_each_line_reaches_the_console_once(caplog, capsys):
+    """Lines pass through tqdm's writer (above any bar) with the console handler's format,
+    and no second, unformatted handler is added."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("[console] %(message)s"))
+    logging.root.addHandler(console)
+    try:
+        with caplog.at_level(logging.INFO, logger="emoe"):
+            train(log_every_steps=0)
+    finally:
+        logging.root.removeHandler(console)
+    err = capsys.readouterr().err
+    assert err.count("epoch 1/3 done") == 1 and "[console] epoch 1/3 done" in err
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0:00:00"), (59.6, "0:01:00"),
