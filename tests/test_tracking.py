@@ -149,6 +149,7 @@ def test_wandb_offline_for_real(tmp_path, monkeypatch):
 def test_mlflow_logs_a_run_with_its_tags(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 prefers a database
     tracker = start("mlflow", tmp_path, {"trainer": {"lr": 0.1}})
     tracker.log({"train/loss": 0.5}, step=1)
     tracker.finish()
