@@ -1,8 +1,9 @@
 """Experiment tracking through accelerate's trackers: csv (the default), tensorboard, mlflow,
 wandb, several at once, or none.
 
-The runner starts the trackers before it builds its Accelerator (which a run makes afresh),
-so they are started here, on the main process only, and the loop logs through one facade.
+`emoe-run` asks for the trackers before the run builds its Accelerator: they are checked at
+once (an unknown name or a missing package is one line) and started at their first use, on
+the main process only; the loop and the runner log through one facade.
 A multirun's jobs are grouped where the tracker can: a wandb group and an mlflow `sweep` tag
 named after the sweep's folder, a tensorboard folder per job under the sweep's folder.
 """

@@ -103,8 +103,9 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
             batches = (accelerator.skip_first_batches(train_loader, state.batches_done)
                        if state.batches_done else train_loader)
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{num_epochs}", leave=True,
-                       initial=state.batches_done, total=len(train_loader),  # None: off
-                       disable=None if accelerator.is_local_main_process else True)  # if no TTY
+                       initial=state.batches_done, total=len(train_loader),
+                       disable=None if accelerator.is_local_main_process else True)  # None:
+            # off unless stderr is a terminal (a log file, SLURM); the lines above say it all
             for batch in bar:
                 with accelerator.accumulate(model):
                     loss = model(**batch).loss
