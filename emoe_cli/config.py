@@ -52,8 +52,9 @@ def check_group_choices(overrides: list[str]) -> str | None:
             continue
         valid = available_choices(group)
         for value in values:
-            if value is not None and str(value) not in valid:
-                return f"{group}={value} is unknown; valid: {', '.join(valid)}"
+            for choice in value if isinstance(value, list) else [value]:  # logger=[csv,wandb]
+                if choice is not None and str(choice) not in valid:
+                    return f"{group}={choice} is unknown; valid: {', '.join(valid)}"
     return None
 
 

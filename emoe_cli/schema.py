@@ -65,6 +65,7 @@ class TrainerSchema:
     optimizer: str = field(default="adamw", metadata=one_of("adamw", "adam"))
     lr_scheduler: str = field(default="linear", metadata=one_of("linear", "cosine", "constant"))
     eval_every_steps: int | None = field(default=None, metadata=optional(at_least(1)))
+    log_every_steps: int = field(default=100, metadata=at_least(0))
     precision: str = field(default="fp32", metadata=one_of("fp32", "bf16", "fp16"))
     device: str = field(default="auto", metadata=one_of("auto", "cpu", "cuda"))
     num_workers: int = field(default=0, metadata=at_least(0))

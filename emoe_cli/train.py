@@ -132,7 +132,8 @@ def run_held(cfg: DictConfig, record: RunRecord, output_dir: str | Path,
         keep_freed_memory()
         tracker = start_tracker(cfg.logger, record.config,
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
-                                tags=[record.task, record.method, record.model],
+                                tags={"task": record.task, "method": record.method,
+                                      "model": record.model},
                                 output_dir=str(output_dir))
         with stop:
             run_experiment(cfg, record, tracker, stop, output_dir)

@@ -18,8 +18,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
     """
     model.eval()
     predictions, labels = [], []
-    for batch in tqdm(loader, desc=desc, leave=False,
-                      disable=not accelerator.is_local_main_process):
+    for batch in tqdm(loader, desc=desc, leave=False,  # off without a TTY (disable=None)
+                      disable=None if accelerator.is_local_main_process else True):
         with accelerator.autocast():
             logits = model(**batch).logits
         guess = logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(dim=-1)

@@ -71,8 +71,8 @@ def score_language_model(model: torch.nn.Module, loader: DataLoader, accelerator
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
     examples = 0
-    for batch in tqdm(loader, desc=desc, leave=False,
-                      disable=not accelerator.is_local_main_process):
+    for batch in tqdm(loader, desc=desc, leave=False,  # off without a TTY (disable=None)
+                      disable=None if accelerator.is_local_main_process else True):
         # gathered once per batch, so accelerate drops the last batch's padding duplicates
         sums = accelerator.gather_for_metrics(batch_sums(model, batch, accelerator))
         totals += torch.stack([s.double().sum().cpu() for s in sums])

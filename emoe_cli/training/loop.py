@@ -1,6 +1,6 @@
 """The fine-tuning loop: AdamW (or Adam), a linear (or cosine, or constant) schedule,
 evaluation after every epoch (or every N steps), the best evaluation kept, checkpoints to
-resume from, and a clean stop on SIGTERM or a NaN loss."""
+resume from, a clean stop on SIGTERM or a NaN loss, and progress lines in the log."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
 from emoe_cli.errors import RunInterrupted, TrainingDiverged
@@ -20,6 +21,7 @@ from emoe_cli.moe import attach_router_refresh, emoe_modules
 from emoe_cli.records import SCORE_EXTRAS
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
+from emoe_cli.training.progress import Progress
 from emoe_cli.training.signals import StopRequest
 
 log = logging.getLogger("emoe")
@@ -69,7 +71,8 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     With `checkpoints`, the state is saved after every epoch (and when `stop` is requested)
     and an existing checkpoint is resumed from, ending with the metrics an uninterrupted run
     would have. With `aux_loss_weight`, the routers' load-balancing losses join the task loss.
-    `slow_lr_scale` goes to `build_optimizer`.
+    `slow_lr_scale` goes to `build_optimizer`. Progress goes to the `emoe` logger (every
+    `trainer.log_every_steps` steps and after each epoch) and, in a terminal, to tqdm bars.
     """
     tracker = tracker or NullTracker()
     moe_layers = list(emoe_modules(accelerator.unwrap_model(model)))
@@ -86,65 +89,81 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
     state = TrainingState()
     if checkpoints is not None and (resumed := checkpoints.load(accelerator, state)) is not None:
         log.info("resuming from %s: epoch %d, step %d", resumed, state.epoch + 1, state.step)
-    for epoch in range(state.epoch, num_epochs):
-        if state.finished:
-            break
-        started = time.perf_counter()
-        model.train()
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)  # the order depends on (seed, epoch) only
-        batches = (accelerator.skip_first_batches(train_loader, state.batches_done)
-                   if state.batches_done else train_loader)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False,
-                   initial=state.batches_done, total=len(train_loader),
-                   disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                if aux_loss_weight:
-                    loss = loss + aux_loss_weight * balance_loss(moe_layers)
-                value = loss.item()  # the step's one device sync, before the weights move
-                check_finite(value, state, checkpoints)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and trainer_cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), trainer_cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.epoch_losses.append(value)
-            state.batches_done += 1
-            if accelerator.sync_gradients:
-                state.step += 1
-                bar.set_postfix(loss=f"{state.epoch_losses[-1]:.4f}")
-                tracker.log({"train/loss": state.epoch_losses[-1],
-                             "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
-                if every and state.step % every == 0 and state.step < total_steps:
-                    spent = evaluate_and_keep(state, epoch, model, evaluate_epoch, accelerator,
-                                              trainer_cfg, tracker)
-                    started += spent  # evaluation time is not training time
-                    if state.finished:
-                        break
-                if stop is not None and stop.requested:
-                    state.train_seconds += time.perf_counter() - started
-                    if checkpoints is not None:
-                        checkpoints.save(accelerator, state)
-                    raise RunInterrupted(stop.signal_name, stopped_at(
-                        f"in epoch {epoch + 1} after step {state.step}", checkpoints))
-            if state.step >= total_steps:
+    progress = Progress(total_steps, num_epochs, trainer_cfg.get("log_every_steps", 100),
+                        state.step, enabled=accelerator.is_main_process)
+    # console log lines go above the bars (only through handlers already there: no new ones)
+    with logging_redirect_tqdm(loggers=[lg for lg in (logging.root, log) if lg.handlers]):
+        for epoch in range(state.epoch, num_epochs):
+            if state.finished:
                 break
-        bar.close()
-        state.train_seconds += time.perf_counter() - started
-        last = state.finished or state.step >= total_steps
-        if not every or (last and (not state.epochs or state.epochs[-1]["step"] != state.step)):
-            evaluate_and_keep(state, epoch, model, evaluate_epoch, accelerator, trainer_cfg,
-                              tracker)
-        state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
-        state.finished = state.finished or state.step >= total_steps
-        if checkpoints is not None:
-            checkpoints.save(accelerator, state)
-        if stop is not None and stop.requested:
-            raise RunInterrupted(stop.signal_name, stopped_at(f"after epoch {epoch + 1}",
-                                                              checkpoints))
+            started = time.perf_counter()
+            model.train()
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)  # the order depends on (seed, epoch) only
+            batches = (accelerator.skip_first_batches(train_loader, state.batches_done)
+                       if state.batches_done else train_loader)
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{num_epochs}", leave=True,
+                       initial=state.batches_done, total=len(train_loader),
+                       disable=None if accelerator.is_local_main_process else True)  # None:
+            # off unless stderr is a terminal (a log file, SLURM); the lines above say it all
+            for batch in bar:
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    if aux_loss_weight:
+                        loss = loss + aux_loss_weight * balance_loss(moe_layers)
+                    value = loss.item()  # the step's one device sync, before weights move
+                    check_finite(value, state, checkpoints)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and trainer_cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(),
+                                                    trainer_cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                state.epoch_losses.append(value)
+                state.batches_done += 1
+                progress.batch(value)
+                if accelerator.sync_gradients:
+                    state.step += 1
+                    lr = scheduler.get_last_lr()[0]
+                    bar.set_postfix(loss=f"{value:.4f}")
+                    tracker.log({"train/loss": value, "train/lr": lr}, step=state.step)
+                    progress.step(state.step, epoch, lr, epoch_ends=state.step >= total_steps
+                                  or state.batches_done == len(train_loader))
+                    if every and state.step % every == 0 and state.step < total_steps:
+                        spent = evaluate_and_keep(state, epoch, model, evaluate_epoch,
+                                                  accelerator, trainer_cfg, tracker)
+                        started += spent  # evaluation time is not training time
+                        progress.evaluated(state.step, state.epochs[-1]["score"],
+                                           best_of(state))
+                        if state.finished:
+                            break
+                    if stop is not None and stop.requested:
+                        state.train_seconds += time.perf_counter() - started
+                        if checkpoints is not None:
+                            checkpoints.save(accelerator, state)
+                        raise RunInterrupted(stop.signal_name, stopped_at(
+                            f"in epoch {epoch + 1} after step {state.step}", checkpoints))
+                if state.step >= total_steps:
+                    break
+            bar.close()
+            state.train_seconds += time.perf_counter() - started
+            last = state.finished or state.step >= total_steps
+            evaluates = not every or (last and (not state.epochs
+                                                or state.epochs[-1]["step"] != state.step))
+            if evaluates:
+                evaluate_and_keep(state, epoch, model, evaluate_epoch, accelerator, trainer_cfg,
+                                  tracker)
+            progress.epoch_end(state.step, epoch, mean(state.epoch_losses),
+                               scheduler.get_last_lr()[0],
+                               state.epochs[-1]["score"] if evaluates else None, best_of(state))
+            state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
+            state.finished = state.finished or state.step >= total_steps
+            if checkpoints is not None:
+                checkpoints.save(accelerator, state)
+            if stop is not None and stop.requested:
+                raise RunInterrupted(stop.signal_name, stopped_at(f"after epoch {epoch + 1}",
+                                                                  checkpoints))
 
     if state.best_state is not None:
         accelerator.unwrap_model(model).load_state_dict(state.best_state)
@@ -159,7 +178,7 @@ def evaluate_and_keep(state: TrainingState, epoch: int, model, evaluate_epoch, a
     evaluation = evaluate_epoch()
     model.train()
     entry = {"epoch": epoch + 1, "step": state.step,
-             "train_loss": sum(state.epoch_losses) / max(len(state.epoch_losses), 1),
+             "train_loss": mean(state.epoch_losses),
              "metrics": evaluation["metrics"], "score": evaluation["score"],
              **{k: evaluation[k] for k in SCORE_EXTRAS if k in evaluation}}
     state.epochs.append(entry)
@@ -176,6 +195,18 @@ def evaluate_and_keep(state: TrainingState, epoch: int, model, evaluate_epoch, a
     spent = time.perf_counter() - started
     state.eval_seconds += spent
     return spent
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
+
+
+def best_of(state: TrainingState) -> tuple[float, int, int] | None:
+    """The best evaluation so far: its score, epoch and step."""
+    if not state.best_epoch:
+        return None
+    best = state.epochs[state.best_epoch - 1]
+    return best["score"], best["epoch"], best["step"]
 
 
 def check_finite(loss: float, state: TrainingState, checkpoints: CheckpointStore | None) -> None:
