@@ -1,17 +1,20 @@
 """How a run turns its model into its method: the method's name in records, and the FFN
-conversion with the run's MoE and gate settings."""
+conversion with the run's MoE and gate settings. Importing it loads no torch: `emoe-run` names
+its run before any model code loads."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
-from emoe_cli.moe import emoefy
-from emoe_cli.training.lora import lora_method
+from emoe_cli.training.lora_settings import lora_method
+
+if TYPE_CHECKING:
+    import torch
 
 
 def method_name(cfg: DictConfig) -> str:
@@ -30,6 +33,8 @@ def method_name(cfg: DictConfig) -> str:
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
+    from emoe_cli.moe import emoefy  # torch: only once a model is converted
+
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
