@@ -1,6 +1,7 @@
 """`emoe-run`: compose the Hydra config, run one experiment, always leave a results.json.
 
-User errors (bad names, values, missing files) and explained failures (a NaN loss) end the
+Bad overrides and values are refused before Hydra starts (preflight.py); user errors found
+later (missing files, a model that does not fit) and explained failures (a NaN loss) end the
 run with one line on stderr and a non-zero exit; SIGTERM or Ctrl-C save a checkpoint first;
 any failure still writes the record with its status.
 """
@@ -27,11 +28,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.allocator import keep_freed_memory
-from emoe_cli.config import check_group_choices
+from emoe_cli.config import validate
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
+from emoe_cli.preflight import exit_on_bad_command_line
 from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record
-from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
@@ -132,6 +133,8 @@ def run_held(cfg: DictConfig, record: RunRecord, output_dir: str | Path,
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
+        from emoe_cli.runner import run_experiment  # torch and the rest: only for a real run
+
         with stop:
             run_experiment(cfg, record, tracker, stop, output_dir)
         record.status = "completed"
@@ -213,11 +216,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """Console entry point: reject unknown presets in one line, then hand over to Hydra."""
-    problem = check_group_choices(sys.argv[1:])
-    if problem:
-        print(f"emoe-run: error: {problem}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+    """Console entry point: a bad override or value is one line and exit 2 before Hydra
+    makes a run folder (emoe_cli/preflight.py), then Hydra. Nothing here loads torch until a
+    job runs, so --help, --cfg, --info and completion answer at once."""
+    exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)
     main()
 
 
