@@ -52,6 +52,15 @@ OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_ca
                                 replace=True)
 
 
+def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopRequest,
+                   output_dir: str | Path) -> None:
+    """`runner.run_experiment`, imported when a job starts: torch, transformers and peft load
+    only then, so --help, --cfg and config errors answer without them."""
+    from emoe_cli.runner import run_experiment as run_it
+
+    run_it(cfg, record, tracker, stop, output_dir)
+
+
 def new_record(cfg: DictConfig) -> RunRecord:
     record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
                        seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
@@ -133,8 +142,6 @@ def run_held(cfg: DictConfig, record: RunRecord, output_dir: str | Path,
                                 name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
                                 tags=[record.task, record.method, record.model],
                                 output_dir=str(output_dir))
-        from emoe_cli.runner import run_experiment  # torch and the rest: only for a real run
-
         with stop:
             run_experiment(cfg, record, tracker, stop, output_dir)
         record.status = "completed"
