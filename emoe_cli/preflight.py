@@ -48,10 +48,14 @@ def command_line_problem(argv: list[str], config_name: str,
     and `--info` get the name checks, a run or multirun the value checks too.
     """
     args = hydra_arguments(argv)
-    if args is None or args.help or args.hydra_help or args.shell_completion or (
+    if isinstance(args, str) or args is None:
+        return args
+    if args.help or args.hydra_help or args.shell_completion or (
             args.config_dir or args.config_path or args.config_name
             or args.experimental_rerun):
         return None
+    if sum(bool(flag) for flag in (args.run, args.multirun, args.cfg, args.info)) > 1:
+        return "--run, --multirun, --cfg and --info exclude each other; valid: one of them"
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -77,14 +81,20 @@ def command_line_problem(argv: list[str], config_name: str,
 
 
 def hydra_arguments(argv: list[str]):
-    """Hydra's own reading of the command line, or None where Hydra would refuse it."""
+    """Hydra's own reading of the command line; argparse's complaint as one line, or None
+    where argparse answers itself (--version)."""
     from hydra._internal.utils import get_args_parser
 
+    complaint = io.StringIO()
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(complaint), contextlib.redirect_stdout(io.StringIO()):
             return get_args_parser().parse_args(argv)
-    except SystemExit:
-        return None
+    except SystemExit as stop:
+        lines = complaint.getvalue().strip().splitlines()
+        if stop.code == 0 or not lines:
+            return None
+        why = lines[-1].split(": error: ", 1)[-1]
+        return f"{why}; valid: options first, then overrides (key=value ...), see --help"
 
 
 def added_key_problem(override) -> str | None:
@@ -171,6 +181,7 @@ def sweeper_params(cfg: DictConfig) -> list:
 
 
 PATTERNS = [
+    (re.compile(r"Could not find '([^']+)/([^'/]+)'"), "preset"),
     (re.compile(r"Could not override '([^']+)'"), "override"),
     (re.compile(r"Could not append to config\. An item is already at '([^']+)'"), "present"),
     (re.compile(r"Could not delete from config\. '([^']+)' does not exist"), "absent"),
@@ -185,6 +196,12 @@ def composition_message(error: Exception) -> str:
         if not match:
             continue
         key = match.group(1)
+        if kind == "preset":  # Hydra's own groups (hydra/launcher=...): ours are checked first
+            options = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
+            return (f"{key}={match.group(2)} is unknown; valid: {', '.join(options)}"
+                    if options else f"{key}={match.group(2)} is unknown")
+        if key.startswith("hydra."):
+            return f"{key} is not a Hydra setting; valid: the keys of emoe-run --cfg hydra"
         if kind == "present":
             return f"+{key}: {key} is already in the config; valid: {key}=... (no +)"
         if kind == "absent":

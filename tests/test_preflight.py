@@ -96,6 +96,10 @@ def problem(*argv: str) -> str | None:
     (["trainer.precision=fp8"], "trainer.precision='fp8' is invalid; valid: fp32, bf16, fp16"),
     (["--multirun", "seed=0,1", "moe.top_k=8,99"], "moe.top_k=99 is invalid"),
     (["--cfg", "job", "trainer.lrr=1"], "trainer.lrr is not a config key"),
+    (["hydra/launcher=nope"], "hydra/launcher=nope is unknown; valid: basic, joblib"),
+    (["hydra.run.dirr=x"], "hydra.run.dirr is not a Hydra setting"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--multirun", "--cfg", "job"], "--run, --multirun, --cfg and --info exclude each other"),
 ])
 def test_mistakes_are_named_with_what_is_valid(argv, message):
     found = problem(*argv)
