@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.errors import UserError
-from emoe_cli.moe.convert import check_routing
+from emoe_cli.moe.choices import ROUTER_NAMES, check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.moe.routers import ROUTERS
 from emoe_cli.schema import check_schemas
-from emoe_cli.training.lora import validate_lora
+from emoe_cli.tracking import check_loggers
+from emoe_cli.training.lora_settings import validate_lora
 
-GROUPS = ("profile", "model", "task", "moe", "gate", "lora", "trainer", "logger", "experiment",
-          "debug")
+
+@cache
+def config_groups() -> tuple[str, ...]:
+    """The config groups shipped: every folder under conf/ that holds presets (`model`,
+    `method`, ..., nested ones as `hydra/launcher`)."""
+    def walk(folder, prefix: str):
+        for item in folder.iterdir():
+            if item.is_dir() and not item.name.startswith(("_", ".")):
+                group = f"{prefix}{item.name}"
+                if any(p.name.endswith(".yaml") for p in item.iterdir()):
+                    yield group
+                yield from walk(item, f"{group}/")
+
+    return tuple(sorted(walk(resources.files("emoe_cli.conf"), "")))
 
 
 def available_choices(group: str) -> list[str]:
     """The presets shipped for a config group (the YAML files under conf/<group>/)."""
-    folder = resources.files("emoe_cli.conf") / group
+    folder = resources.files("emoe_cli.conf").joinpath(*group.split("/"))
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -28,7 +41,8 @@ def check_group_choices(overrides: list[str]) -> str | None:
     """A message for the first `group=choice` override naming a preset that does not exist.
 
     Hydra reports these too, but over many lines; this keeps it to one. Overrides it cannot
-    parse are left to Hydra.
+    parse are left to Hydra, and so are Hydra's own groups (`hydra/launcher=...`), whose
+    plugins bring presets of their own.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -43,7 +57,7 @@ def check_group_choices(overrides: list[str]) -> str | None:
         return None
     for override in parsed:
         group = override.key_or_group
-        if group not in GROUPS or override.is_delete():
+        if group not in config_groups() or group.startswith("hydra/") or override.is_delete():
             continue
         try:
             values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
@@ -69,13 +83,15 @@ def validate(cfg: DictConfig) -> None:
     Types and ranges come from the schemas (emoe_cli.schema); what spans several keys or
     needs the file system is checked here.
     """
-    _require(cfg.gate.name in ROUTERS, "gate", cfg.gate.name, ", ".join(sorted(ROUTERS)))
+    _require(cfg.gate.name in ROUTER_NAMES, "gate", cfg.gate.name, ", ".join(sorted(ROUTER_NAMES)))
     check_schemas(cfg)
     run_profile(cfg)
     if cfg.data.root is not None:
         _require(Path(cfg.data.root).expanduser().is_dir(), "data.root", cfg.data.root,
                  "an existing glue_data-style directory, or null for the hub")
     validate_lora(cfg)
+    if cfg.get("logger") is not None:
+        check_loggers(cfg.logger)  # a tracker whose package is missing: before any run folder
     if cfg.moe.enabled:
         validate_moe(cfg)
     elif cfg.gate.name != "avg_k":

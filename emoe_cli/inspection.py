@@ -21,30 +21,21 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from emoe_cli.analysis.conversion_table import InspectRow, conversion_table
-from emoe_cli.analysis.conversion_view import (
-    CSV_FILE,
-    PNG_FILE,
-    plot_heatmap,
-    text_table,
-    write_csv,
-)
 from emoe_cli.config import check_group_choices, validate
 from emoe_cli.errors import UserError
-from emoe_cli.method import convert, moe_errors
-from emoe_cli.models import load_config, resolve_weights
-from emoe_cli.moe.convert import SPLITS, check_fits
+from emoe_cli.moe.choices import SPLITS
 from emoe_cli.moe.layers import LAYER_RULES, resolve_layers
-from emoe_cli.moe.noise import add_uniform_noise
-from emoe_cli.moe.receipt import probe_batch
+from emoe_cli.preflight import exit_on_bad_command_line
 from emoe_cli.schema import at_least, check_node
-from emoe_cli.workloads import build_workload
+
+if TYPE_CHECKING:
+    from emoe_cli.analysis.conversion_table import InspectRow
 
 # The output folder's ${emoe_uid:}, registered as emoe-run registers it (the same cached value).
 OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
@@ -129,15 +120,36 @@ def measurement_config(cfg: DictConfig) -> DictConfig:
     return trimmed
 
 
-def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], str]:
-    """Measure, write inspect.csv and inspect.png under `output_dir`; return the rows and
-    the text to print."""
-    started = time.perf_counter()
+def check_config(cfg: DictConfig) -> None:
+    """`UserError` for what the config alone shows to be wrong (no model loaded)."""
     validate(cfg)
     if not cfg.moe.enabled:
         raise UserError("moe: moe=dense has no experts to inspect; valid: an MoE preset "
                         "(moe=emoe, method=emoe, ...)")
     check_node(cfg.get("inspect") or OmegaConf.create({}), "inspect.", InspectSchema)
+
+
+def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], str]:
+    """Measure, write inspect.csv and inspect.png under `output_dir`; return the rows and
+    the text to print."""
+    # torch, transformers and matplotlib: only once something is measured
+    from emoe_cli.analysis.conversion_table import conversion_table
+    from emoe_cli.analysis.conversion_view import (
+        CSV_FILE,
+        PNG_FILE,
+        plot_heatmap,
+        text_table,
+        write_csv,
+    )
+    from emoe_cli.method import convert, moe_errors
+    from emoe_cli.models import load_config, resolve_weights
+    from emoe_cli.moe.convert import check_fits
+    from emoe_cli.moe.noise import add_uniform_noise
+    from emoe_cli.moe.receipt import probe_batch
+    from emoe_cli.workloads import build_workload
+
+    started = time.perf_counter()
+    check_config(cfg)
     settings = OmegaConf.merge(OmegaConf.structured(InspectSchema), cfg.get("inspect") or {})
     weights = resolve_weights(cfg.model.name_or_path, cfg.model.get("gguf_file"),
                               cfg.model.get("missing_hint"))
@@ -185,12 +197,14 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    """Console entry point: one-line errors for unknown presets and `inspect.` keys, ranges
-    written as lists, then Hydra."""
+    """Console entry point: one-line errors for unknown `inspect.` keys, ranges written as
+    lists, then emoe-run's checks (unknown presets and keys, bad values: preflight.py), then
+    Hydra."""
     sys.argv[1:], problem = check_overrides(sys.argv[1:])
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
+    exit_on_bad_command_line(PROG, sys.argv[1:], "inspect", check_config)
     main()
 
 

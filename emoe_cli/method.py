@@ -1,21 +1,26 @@
 """How a run turns its model into its method: the method's name in records, and the FFN
-conversion with the run's MoE and gate settings."""
+conversion with the run's MoE and gate settings. Importing it loads no torch: `emoe-run` names
+its run before any model code loads."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
-from emoe_cli.moe import emoefy
 from emoe_cli.naming import method_name  # noqa: F401 (records and tests import it here)
+
+if TYPE_CHECKING:
+    import torch
 
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
+    from emoe_cli.moe import emoefy  # torch: only once a model is converted
+
     with moe_errors():
         emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
                layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,

@@ -14,8 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from emoe_cli.errors import UserError
-from emoe_cli.moe.receipt import MODES
-from emoe_cli.moe.routers import SELECTIONS, SELECTS
+from emoe_cli.moe.choices import MODES, SELECTIONS, SELECTS
 
 
 def check(description: str, test) -> dict:

@@ -1,6 +1,7 @@
 """`emoe-run`: compose the Hydra config, run one experiment, always leave a results.json.
 
-User errors (bad names, values, missing files) and explained failures (a NaN loss) end the
+Bad overrides and values are refused before Hydra starts (preflight.py); user errors found
+later (missing files, a model that does not fit) and explained failures (a NaN loss) end the
 run with one line on stderr and a non-zero exit; SIGTERM or Ctrl-C save a checkpoint first;
 any failure still writes the record with its status.
 """
@@ -27,12 +28,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.allocator import keep_freed_memory
-from emoe_cli.config import check_group_choices
+from emoe_cli.config import validate
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
 from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
+from emoe_cli.preflight import exit_on_bad_command_line
 from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record
-from emoe_cli.runner import run_experiment
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.objective import sweep_objective
@@ -51,6 +52,15 @@ BUSY_EXIT = 75  # EX_TEMPFAIL: an identical run holds the identity; try again on
 # same second never share a folder. Cached like Hydra's ${now:}, so a sweep's jobs agree.
 OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
                                 replace=True)
+
+
+def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopRequest,
+                   output_dir: str | Path) -> None:
+    """`runner.run_experiment`, imported when a job starts: torch, transformers and peft load
+    only then, so --help, --cfg and config errors answer without them."""
+    from emoe_cli.runner import run_experiment as run_it
+
+    run_it(cfg, record, tracker, stop, output_dir)
 
 
 def new_record(cfg: DictConfig) -> RunRecord:
@@ -216,11 +226,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """Console entry point: reject unknown presets in one line, then hand over to Hydra."""
-    problem = check_group_choices(sys.argv[1:])
-    if problem:
-        print(f"emoe-run: error: {problem}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+    """Console entry point: a bad override or value is one line and exit 2 before Hydra
+    makes a run folder (emoe_cli/preflight.py), then Hydra. Nothing here loads torch until a
+    job runs, so --help, --cfg, --info and completion answer at once."""
+    exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)
     main()
 
 

@@ -168,6 +168,36 @@ MUTANTS = [
     Mutant("stats-basic-interval", "emoe_cli/report/stats.py",
            'method="percentile"', 'method="basic"',
            ["tests/report/test_report.py"], why="the basic (reflected) interval, not percentile"),
+    Mutant("cli-heavy-import", "emoe_cli/train.py",
+           "from emoe_cli.preflight import exit_on_bad_command_line\n",
+           "from emoe_cli.preflight import exit_on_bad_command_line\n"
+           "from emoe_cli.runner import run_experiment as _eager  # noqa: F401\n",
+           ["tests/test_preflight.py::test_help_cfg_info_and_completion_load_no_torch"],
+           why="--help and config errors load torch first"),
+    Mutant("moe-package-eager", "emoe_cli/moe/__init__.py",
+           "from importlib import import_module\n",
+           "from importlib import import_module\n\n"
+           "from emoe_cli.moe.convert import emoefy  # noqa: F401\n",
+           ["tests/test_preflight.py::test_config_errors_are_one_line_without_torch"],
+           why="the config checks load torch through the moe package"),
+    Mutant("cli-no-preflight", "emoe_cli/train.py",
+           '    exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)\n', "",
+           ["tests/test_preflight.py::test_a_value_error_makes_no_run_folder"],
+           why="a bad value leaves a run folder"),
+    Mutant("preflight-any-plus-key", "emoe_cli/preflight.py",
+           'if not (override.is_add() or override.is_force_add()) or "/" in key:',
+           "if True:", ["tests/test_preflight.py::test_mistakes_are_named_with_what_is_valid"],
+           why="+key=value adds any misspelt key silently"),
+    Mutant("preflight-no-mapping-entries", "emoe_cli/preflight.py",
+           'index.get(prefix, {}).get("mapping")', "False",
+           ["tests/test_preflight.py::test_good_command_lines_pass"],
+           why="+task.files.<name> is refused"),
+    Mutant("config-groups-hard-coded", "emoe_cli/config.py",
+           'return tuple(sorted(walk(resources.files("emoe_cli.conf"), "")))',
+           'return ("profile", "model", "task", "moe", "gate", "lora", "trainer", "logger", '
+           '"experiment", "debug")',
+           ["tests/test_preflight.py::test_config_errors_are_one_line_without_torch"],
+           why="method=emo gets Hydra's many lines"),
 ]
 
 

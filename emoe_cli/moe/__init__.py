@@ -1,23 +1,31 @@
-"""The EMoE method: balanced clustering of FFN keys, the EMoE layer, routers, `emoefy`."""
+"""The EMoE method: balanced clustering of FFN keys, the EMoE layer, routers, `emoefy`.
 
-from emoe_cli.moe.clustering import balanced_kmeans
-from emoe_cli.moe.convert import attach_router_refresh, emoe_modules, emoefy, refresh_routers
-from emoe_cli.moe.export import export_dense
-from emoe_cli.moe.layer import EMoEFeedForward
-from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.moe.receipt import all_experts
-from emoe_cli.moe.serialize import load_emoe, save_emoe
+The names below load their module (and torch) on first use, so that the torch-free modules
+of this package (`choices`, `layers`, `profile`) can be imported alone by the CLI's checks.
+"""
 
-__all__ = [
-    "EMoEFeedForward",
-    "all_experts",
-    "attach_router_refresh",
-    "balanced_kmeans",
-    "emoe_modules",
-    "emoefy",
-    "export_dense",
-    "load_emoe",
-    "refresh_routers",
-    "resolve_layers",
-    "save_emoe",
-]
+from importlib import import_module
+
+_HOMES = {
+    "EMoEFeedForward": "layer",
+    "all_experts": "receipt",
+    "attach_router_refresh": "convert",
+    "balanced_kmeans": "clustering",
+    "emoe_modules": "convert",
+    "emoefy": "convert",
+    "export_dense": "export",
+    "load_emoe": "serialize",
+    "refresh_routers": "convert",
+    "resolve_layers": "layers",
+    "save_emoe": "serialize",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

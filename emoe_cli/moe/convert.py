@@ -10,15 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from emoe_cli.moe.adapters import FAMILIES, adapter_for
+from emoe_cli.moe.choices import SELECTIONS, SPLITS, check_routing
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
 from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
 from emoe_cli.moe.profile import Profile, check_family, resolve_profile
-from emoe_cli.moe.routers import ROUTERS, SELECTIONS, SELECTS
-
-SPLITS = ("cluster", "random")
+from emoe_cli.moe.routers import ROUTERS
 
 
 def emoefy(
@@ -137,17 +136,6 @@ def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
                       act=ffn.act, dropout=ffn.dropout, w_up=tile(ffn.w_up), b_up=tile(ffn.b_up))
     num_experts = int(expert_of_neuron.max()) + 1
     return copies, torch.cat([(expert_of_neuron - r) % num_experts for r in range(repeat)])
-
-
-def check_routing(gate: str, select: str, capacity_factor: float | None) -> None:
-    if select not in SELECTS:
-        raise ValueError(f"select={select!r} is unknown; valid: {', '.join(SELECTS)}")
-    if select != "gate" and gate != "avg_k":
-        raise ValueError(f"select={select!r} scores experts without a router, so it needs "
-                         f"gate='avg_k' (got {gate!r}); valid with {gate!r}: gate")
-    if capacity_factor is not None and not capacity_factor > 0:
-        raise ValueError(f"capacity_factor={capacity_factor!r} is invalid; valid: a number > 0 "
-                         "or null (dropless)")
 
 
 def make_router(gate: str, num_experts: int, hidden_size: int, options: dict) -> nn.Module:

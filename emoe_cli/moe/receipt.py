@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from emoe_cli.moe.choices import MODES
 from emoe_cli.moe.convert import emoe_modules
 from emoe_cli.moe.fidelity import change_when_routed, converted_blocks, kept_shares
-
-MODES = ("emoe", "dense")
 
 
 @contextmanager

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoe_cli.moe.choices import ROUTER_NAMES, SELECTIONS
+
 
 class AvgKRouter(nn.Module):
     """EMoE's avg-k gate: expert e scores a token by `x · mean(key rows of e)`.
@@ -105,9 +107,6 @@ class CosineRouter(LearnedRouter):
         return logits
 
 
-SELECTIONS = ("top", "other", "bottom")
-
-
 def pick_experts(logits: torch.Tensor, top_k: int,
                  selection: str = "top") -> tuple[torch.Tensor, torch.Tensor]:
     """Indices and logits of the experts each token gets: its `top_k` best (EMoE), the
@@ -121,9 +120,6 @@ def pick_experts(logits: torch.Tensor, top_k: int,
     else:
         raise ValueError(f"selection={selection!r} is unknown; valid: {', '.join(SELECTIONS)}")
     return picked.indices, picked.values
-
-
-SELECTS = ("gate", "up", "inter", "gate_abs", "up_abs", "inter_abs")
 
 
 def activation_scores(layer: nn.Module, x: torch.Tensor, select: str) -> torch.Tensor:
@@ -228,4 +224,5 @@ def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tens
     return num_experts * (share * probs.mean(dim=0)).sum()
 
 
-ROUTERS = {"avg_k": AvgKRouter, "learned": LearnedRouter, "cosine": CosineRouter}
+# gate.name -> router; the names live in choices.py, which the CLI reads without torch
+ROUTERS = dict(zip(ROUTER_NAMES, (AvgKRouter, LearnedRouter, CosineRouter), strict=True))

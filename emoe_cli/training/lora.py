@@ -25,9 +25,13 @@ from emoe_cli.errors import UserError
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.layer import EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.naming import lora_enabled, lora_method  # noqa: F401 (imported from here)
+from emoe_cli.training.lora_settings import (  # noqa: F401  (importable from here too)
+    LORA_MODES,
+    lora_enabled,
+    lora_method,
+    validate_lora,
+)
 
-LORA_MODES = ("standard", "moe_layers", "emoe")
 # peft's defaults cover most families; not ViT, whose attention projections are named
 # BERT-style before transformers 5 and LLaMA-style from it.
 EXTRA_ATTENTION_TARGETS = {"vit": ("query", "value", "q_proj", "v_proj"),
@@ -35,31 +39,6 @@ EXTRA_ATTENTION_TARGETS = {"vit": ("query", "value", "q_proj", "v_proj"),
 CLASSIFIER_HEADS = ("classifier", "score")
 # Name parts of the input embeddings, which the official LoRA runs never train.
 EMBEDDINGS = frozenset({"embeddings", "wte", "wpe", "embed_tokens"})
-
-
-def validate_lora(cfg: DictConfig) -> None:
-    """One-line errors for bad `lora.*` values and modes that do not fit the `moe` choice."""
-    if not lora_enabled(cfg):
-        return
-    lora = cfg.lora
-    if lora.mode not in LORA_MODES:
-        raise UserError(f"lora.mode={lora.mode!r} is unknown; valid: {', '.join(LORA_MODES)}")
-    if not (isinstance(lora.r, int) and not isinstance(lora.r, bool) and lora.r >= 1):
-        raise UserError(f"lora.r={lora.r!r} is invalid; valid: a positive integer")
-    if not (isinstance(lora.alpha, (int, float)) and lora.alpha > 0):
-        raise UserError(f"lora.alpha={lora.alpha!r} is invalid; valid: a positive number")
-    if not (isinstance(lora.dropout, (int, float)) and 0 <= lora.dropout < 1):
-        raise UserError(f"lora.dropout={lora.dropout!r} is invalid; valid: a number in [0, 1)")
-    scale = lora.get("slow_lr_scale", 1.0)
-    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
-        raise UserError(f"lora.slow_lr_scale={scale!r} is invalid; valid: a positive number "
-                        "(0.1: the official PEFT script's lr / 10)")
-    if lora.mode == "emoe" and not cfg.moe.enabled:
-        raise UserError("lora=emoe tunes the converted layers, but moe=dense converts none; "
-                        "valid: moe=emoe, or lora=moe_layers for the dense baseline")
-    if lora.mode == "moe_layers" and cfg.moe.enabled:
-        raise UserError("lora=moe_layers is the dense baseline, but moe is enabled; valid: "
-                        "lora=emoe (EMoE + LoRA on the converted layers), or moe=dense")
 
 
 def apply_lora_config(model: nn.Module, lora_cfg: DictConfig) -> nn.Module:
