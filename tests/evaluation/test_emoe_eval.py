@@ -177,6 +177,7 @@ def test_load_is_required(tmp_path, monkeypatch, capsys):
         emoe_eval(monkeypatch, tmp_path / "out")
     assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
                           "load is required; valid: a saved EMoE model folder", PROGRAM)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
