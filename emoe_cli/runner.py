@@ -21,6 +21,7 @@ from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.predictions import prediction_writer
+from emoe_cli.evaluation.sources import RUN_CONFIG
 from emoe_cli.method import balance_loss_weight, convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
@@ -42,7 +43,6 @@ from emoe_cli.training.signals import StopRequest
 from emoe_cli.workloads import Workload, build_workload
 
 log = logging.getLogger("emoe")
-RUN_CONFIG = "config.json"  # beside a checkpoint's `last` folder: the run's resolved config
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 datasets.disable_progress_bars()  # tqdm bars are kept for training and evaluation
 logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # a line per file

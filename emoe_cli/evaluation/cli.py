@@ -128,13 +128,14 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
 
     from emoe_cli.config import validate
     from emoe_cli.evaluation.predictions import prediction_writer
-    from emoe_cli.evaluation.rebuild import load_model, model_weights
+    from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
     from emoe_cli.runner import build_accelerator
     from emoe_cli.workloads import build_workload
 
     validate(cfg)
     check_identity(cfg, source)
+    check_labels(cfg, source)
     writer = prediction_writer(cfg, output_dir, is_main_process())
     accelerator = build_accelerator(cfg.trainer)
     set_seed(cfg.seed)

@@ -31,6 +31,19 @@ def model_weights(cfg: DictConfig, source: Source) -> str:
     return str(source.folder)
 
 
+def check_labels(cfg: DictConfig, source: Source) -> None:
+    """A saved classifier scores only a task with its number of outputs (a regressor: 1)."""
+    if source.kind == "checkpoint" or cfg.task.get("kind", "text") not in ("text", "image"):
+        return  # a checkpoint's head is built from the config; a causal LM has no labels
+    import transformers
+
+    outputs = transformers.AutoConfig.from_pretrained(source.folder).num_labels
+    if outputs != cfg.task.num_labels:
+        raise UserError(f"task={cfg.task.name}: {cfg.task.num_labels} label(s), but the model at "
+                        f"load={source.folder} has {outputs} output(s); valid: a task with "
+                        f"{outputs} label(s)" + (" (regression)" if outputs == 1 else ""))
+
+
 def load_model(cfg: DictConfig, source: Source, workload) -> tuple[torch.nn.Module, dict]:
     """(model, notes for the record) for `source`; a UserError when it does not fit `cfg`."""
     if source.kind == "emoe":

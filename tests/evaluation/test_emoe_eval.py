@@ -217,6 +217,18 @@ def test_a_checkpoint_without_its_config_needs_the_runs_overrides(trained, share
     assert record["status"] == "completed" and record["id"] == ran["id"]
 
 
+@pytest.mark.slow
+def test_a_task_with_other_labels_is_refused(trained, shared_data, monkeypatch, tmp_path,
+                                              capsys):
+    base, _ = trained
+    with pytest.raises(SystemExit) as exit_info:
+        emoe_eval(monkeypatch, tmp_path, f"load={base / 'run' / 'model'}", "task=stsb",
+                  f"data.root={shared_data}", "task.ood=[]")
+    assert_one_line_error(exit_info.value.code, capsys.readouterr().err,
+                          "task=stsb: 1 label(s), but the model at load=", PROGRAM)
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
 def test_save_predictions_must_be_a_boolean(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config(["experiment=quickstart", "debug=fast", "eval.save_predictions=maybe"]),
