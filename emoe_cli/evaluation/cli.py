@@ -118,6 +118,9 @@ def new_record(cfg: DictConfig, source: Source) -> RunRecord:
     record.extra["profile"] = OmegaConf.select(cfg, "profile.name", default="clean")
     record.extra["evaluated"] = {"kind": source.kind, "path": str(source.folder.absolute()),
                                  "run": str(source.run_record) if source.run_record else None}
+    if cfg.moe.enabled and source.kind != "dense":
+        record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
+                                       f"layers {cfg.moe.layers})")
     return record
 
 
@@ -171,7 +174,11 @@ def finish(record: RunRecord, output_dir: str | Path) -> None:
     if record.status == "completed" and is_main_process():
         from emoe_cli.summary import summary_table
 
+        evaluated = record.extra["evaluated"]
         print(summary_table(record.to_dict(), str(path)), flush=True)
+        print(f"evaluated: {evaluated['kind']} {evaluated['path']}"
+              + (f" ({evaluated['weights']} weights)" if "weights" in evaluated else "")
+              + (f", from the run {evaluated['run']}" if evaluated["run"] else ""), flush=True)
     save_record(record, output_dir)
 
 
