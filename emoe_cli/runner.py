@@ -20,6 +20,8 @@ from emoe_cli.config import run_profile, validate
 from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
+from emoe_cli.evaluation.predictions import prediction_writer
+from emoe_cli.evaluation.sources import RUN_CONFIG
 from emoe_cli.method import balance_loss_weight, convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
@@ -30,7 +32,7 @@ from emoe_cli.moe.noise import add_uniform_noise
 from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
-from emoe_cli.records import RunRecord
+from emoe_cli.records import RunRecord, is_main_process, write_json_atomic
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.fingerprint import data_fingerprint
@@ -66,6 +68,8 @@ def checkpoint_store(cfg: DictConfig, record: RunRecord, data) -> CheckpointStor
                             record.extra["identity"], data_fingerprint(cfg, data))
     if not cfg.trainer.resume:
         store.remove()
+    if is_main_process():  # the config that rebuilds its model, for emoe-eval
+        write_json_atomic(store.folder / RUN_CONFIG, record.config)
     return store
 
 
@@ -88,6 +92,11 @@ def keep_model(cfg: DictConfig, model, workload: Workload, output_dir: str | Pat
                                                                   **id_result}, "ood": ood}
 
 
+def keeping(writer, split: str) -> dict:
+    """The scorer's `keep` argument for `split` when predictions are saved (else none)."""
+    return {} if writer is None else {"keep": writer.keep(split)}
+
+
 def batching(cfg: DictConfig, workload: Workload) -> dict:
     """DataLoader arguments: shuffled batches of `trainer.batch_size`, or, with
     `task.batch_per_domain`, `trainer.batch_size` rows from each training domain (DomainBed)."""
@@ -108,6 +117,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     """
     tracker = tracker or NullTracker()
     validate(cfg)
+    writer = prediction_writer(cfg, output_dir, is_main_process())  # eval.save_predictions
     accelerator = build_accelerator(cfg.trainer)
     set_seed(cfg.seed)
     weights = resolve_weights(cfg.model.name_or_path, cfg.model.get("gguf_file"),
@@ -177,11 +187,13 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
                      stop=stop, slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0)
                      if lora_enabled(cfg) else 1.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch
-    if data.selection is None:
+    if data.selection is None and writer is None:
         reported = result.best_eval
-    else:  # data.selection=heldout: the held-out part chose the epoch; dev only reports
+    else:  # data.selection=heldout: the held-out part chose the epoch; dev only reports.
+        # Saved predictions: the best weights scored again, the file and the metrics at once.
         with expert_mode(model, eval_as):
-            reported = evaluate(model, id_loader, accelerator, "ID eval")
+            reported = evaluate(model, id_loader, accelerator, "ID eval",
+                                **keeping(writer, "id"))
     record.id = {"split": cfg.task.eval_split, **reported}
     record.extra.update(selection_record(cfg.data, result.best_eval))
     record.timing["train"] = result.train_seconds
@@ -190,14 +202,16 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
     ood_loaders = {name: accelerator.prepare(eval_loader(split))
                    for name, split in data.ood.items()}
 
-    def score_ood(net):
+    def score_ood(net, saving=None):
         return {name: evaluate(net, loader, accelerator, f"OOD {name}",
-                               data.prediction_maps.get(name))
+                               data.prediction_maps.get(name), **keeping(saving, f"ood.{name}"))
                 for name, loader in ood_loaders.items()}
 
     started = time.perf_counter()
     with expert_mode(model, eval_as):
-        record.ood = score_ood(model)
+        record.ood = score_ood(model, writer)
+    if writer is not None:
+        record.extra["predictions"] = writer.record()
     record.timing["eval"] = result.eval_seconds + time.perf_counter() - started
     if OmegaConf.select(cfg, "analysis.routing", default=False) and cfg.moe.enabled and output_dir:
         record.extra["routing_file"] = record_routing(

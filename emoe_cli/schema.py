@@ -177,6 +177,13 @@ class ProfileSchema:
 
 
 @dataclass
+class EvalSchema:
+    """`eval.*`: what an evaluation keeps (emoe-run and emoe-eval)."""
+
+    save_predictions: bool = False
+
+
+@dataclass
 class RunSchema:
     # numpy's seed (set by accelerate's set_seed) takes 0..2**32-1 and nothing else
     seed: int = field(default=0, metadata=check(f"an integer in 0..{2**32 - 1}",
@@ -184,7 +191,7 @@ class RunSchema:
 
 
 GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSchema,
-                 "moe": MoESchema, "profile": ProfileSchema}
+                 "moe": MoESchema, "profile": ProfileSchema, "eval": EvalSchema}
 GATE_SCHEMAS = {"avg_k": AvgKGateSchema, "learned": LearnedGateSchema,
                 "cosine": CosineGateSchema}
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

@@ -64,8 +64,10 @@ def batch_sums(model: torch.nn.Module, batch: dict, accelerator: Accelerator
 
 @torch.no_grad()
 def score_language_model(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
-                         desc: str = "eval", prediction_map=None) -> dict:
+                         desc: str = "eval", prediction_map=None, keep=None) -> dict:
     """A Workload.evaluate for causal LMs whose batches carry response-only `labels`."""
+    if keep is not None:
+        raise ValueError("a language model is scored per token: no per-example predictions")
     if prediction_map is not None:
         raise ValueError("a language model's OOD sets share its vocabulary: no prediction map")
     model.eval()

@@ -11,18 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from accelerate import Accelerator
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
 from emoe_cli.data.tasks import TaskData
 from emoe_cli.errors import UserError
 
-# evaluate(model, loader, accelerator, desc, prediction_map) -> {"metrics", "score", ...}
-Scorer = Callable[[torch.nn.Module, DataLoader, Accelerator, str,
-                   Callable[[np.ndarray], np.ndarray] | None], dict]
+# evaluate(model, loader, accelerator, desc, prediction_map, keep=None) -> {"metrics", "score",
+# ...}; `keep` (classifiers only) receives the per-example predictions (predictions.py)
+Scorer = Callable[..., dict]
 
 
 @dataclass
