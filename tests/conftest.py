@@ -76,3 +76,18 @@ def minilm2_dir(minilm_path, tmp_path_factory) -> str:
     transformers.AutoModel.from_pretrained(minilm_path, config=config).save_pretrained(folder)
     transformers.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """Each test starts with the logging set-up it found: a Hydra app run in-process
+    configures the root logger (console and file handlers) and would print later tests'
+    log lines twice."""
+    import logging
+
+    root, emoe = logging.getLogger(), logging.getLogger("emoe")
+    saved = [(logger, list(logger.handlers), logger.level) for logger in (root, emoe)]
+    yield
+    for logger, handlers, level in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
