@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.dispatch import (
+from emoe_cli.engine.dispatch import (
     Dispatch,
     expert_activation,
     group_by_expert,
     scale_blocks,
     sparse_ffn,
 )
-from emoe_cli.moe.execution import (
+from emoe_cli.engine.cost_model import (
     EXECUTIONS,
     MASKED_COST,
     fixed_cost,
@@ -35,7 +35,7 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
-from emoe_cli.moe.token_groups import split_tokens
+from emoe_cli.engine.token_groups import split_tokens
 from emoe_cli.moe.weights import effective_weight
 
 
@@ -114,8 +114,8 @@ class EMoEFeedForward(nn.Module):
     `dropout_before` is False), router noise, Tutel's balancing loss, an fp32 router.
 
     `execution` picks how the same function is computed: `masked` (the dense FFN, then
-    zero the unselected blocks), `sparse` (only the selected experts, `moe/dispatch.py`) or
-    `auto` (the faster of the two for the shapes at hand, `moe/execution.py`).
+    zero the unselected blocks), `sparse` (only the selected experts, `engine/dispatch.py`) or
+    `auto` (the faster of the two for the shapes at hand, `engine/cost_model.py`).
     """
 
     def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
@@ -229,9 +229,9 @@ class EMoEFeedForward(nn.Module):
 
     def plan_sparse(self, chosen: torch.Tensor, weights: torch.Tensor) -> Dispatch | None:
         """How the sparse path would run this routing (token groups from
-        `moe/token_groups.py`, then pairs by expert), or None when the layer masks: under
+        `engine/token_groups.py`, then pairs by expert), or None when the layer masks: under
         `execution=masked`, with adapter-wrapped weights, or under `auto` when the modelled
-        cost (`moe/execution.py`) favours masking. `weights` are in the dtype the layer
+        cost (`engine/cost_model.py`) favours masking. `weights` are in the dtype the layer
         computes in."""
         if self.execution == "masked" or not self._plain_weights():
             return None

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
-from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import (
+from emoe_cli.engine.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.engine.cost_model import (
     HOT_COST,
     MASKED_COST,
     ROW_MULTIPLE,
@@ -75,7 +75,7 @@ def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted, dtype,
                                                    gathered, monkeypatch):
     """The gathered experts' kernel, on one thread and on three (whatever the machine has),
     against the masked path in the same precision."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.thread_count", lambda device: threads)
     layer = _layer(gated, bias, weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(2))
     _assert_same(layer, x, rel=1e-4 if dtype == torch.float32 else 0.04, dtype=dtype)
@@ -181,7 +181,7 @@ def test_modelled_cost_beats_masking_where_sparse_should_run():
 
 def test_auto_plans_the_sparse_path_only_where_it_pays(monkeypatch):
     # Layers this small never pay for the per-expert steps (next test): leave them out.
-    monkeypatch.setattr("emoe_cli.moe.execution.EXPERT_STEPS_FLOPS", 0.0)
+    monkeypatch.setattr("emoe_cli.engine.cost_model.EXPERT_STEPS_FLOPS", 0.0)
     layer = _layer(gated=False, bias=True, weighted=False, top_k=2, d_ff=N * 48)
     layer.execution = "auto"
     few = torch.randn(2, D, generator=torch.Generator().manual_seed(14))
@@ -231,7 +231,7 @@ def test_where_onednn_runs_half_precision_pairs_are_padded_and_gathering_costs_m
     size would be a new shape too), and `auto` weighs gathering as dearer beside the faster
     products: BERT-base's FFN still runs sparse, MiniLM's narrower one masks. fp32 (and bf16
     without oneDNN) is planned as before."""
-    monkeypatch.setattr("emoe_cli.moe.execution._onednn_runs",
+    monkeypatch.setattr("emoe_cli.engine.cost_model._onednn_runs",
                         lambda dtype: dtype == torch.bfloat16)
     chosen = _skewed_routing()
     ones = torch.ones(chosen.shape)
@@ -315,7 +315,7 @@ def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gate
                                                                      monkeypatch):
     """The gathered experts' outputs (and input gradients) are added in batches of experts;
     batching must not change a result, whether each expert is added alone or all at once."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.STAGED_ROWS_PER_TOKEN", stage)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.STAGED_ROWS_PER_TOKEN", stage)
     monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated, bias=True, weighted=True)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
@@ -356,7 +356,7 @@ def test_unknown_execution_is_named():
 def test_scaling_blocks_in_place_only_when_autograd_tracks_neither_input(dtype):
     """Inference scales the hidden layer in place; a trained router's weights on a frozen
     FFN still get their gradient, and the hidden layer stays untouched then."""
-    from emoe_cli.moe.dispatch import scale_blocks
+    from emoe_cli.engine.dispatch import scale_blocks
 
     h = torch.randn(4, 6, generator=torch.Generator().manual_seed(12)).to(dtype)
     scale = torch.randn(4, 3, dtype=dtype, requires_grad=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from emoe_cli.moe import dispatch as dispatch_module
+from emoe_cli.engine import dispatch as dispatch_module
 
 
 @pytest.fixture
