@@ -26,8 +26,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.config import check_group_choices
+from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
 from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record

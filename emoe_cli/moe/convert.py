@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoe_cli.engine.cost_model import EXECUTIONS
 from emoe_cli.moe.adapters import FAMILIES, adapter_for
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
-from emoe_cli.engine.cost_model import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
 from emoe_cli.moe.profile import Profile, check_family, resolve_profile

@@ -8,13 +8,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.engine.dispatch import (
-    Dispatch,
-    expert_activation,
-    group_by_expert,
-    scale_blocks,
-    sparse_ffn,
-)
 from emoe_cli.engine.cost_model import (
     EXECUTIONS,
     MASKED_COST,
@@ -25,6 +18,14 @@ from emoe_cli.engine.cost_model import (
     sparse_cost,
     sparse_may_pay,
 )
+from emoe_cli.engine.dispatch import (
+    Dispatch,
+    expert_activation,
+    group_by_expert,
+    scale_blocks,
+    sparse_ffn,
+)
+from emoe_cli.engine.token_groups import split_tokens
 from emoe_cli.moe.profile import Profile
 from emoe_cli.moe.routers import (
     AvgKRouter,
@@ -35,7 +36,6 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
-from emoe_cli.engine.token_groups import split_tokens
 from emoe_cli.moe.weights import effective_weight
 
 

@@ -6,8 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
-from emoe_cli.engine.dispatch import group_by_expert, sparse_ffn
 from emoe_cli.engine.cost_model import (
     HOT_COST,
     MASKED_COST,
@@ -17,6 +15,8 @@ from emoe_cli.engine.cost_model import (
     sparse_cost,
     sparse_may_pay,
 )
+from emoe_cli.engine.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
 from emoe_cli.moe.layer import DenseFFN
 from emoe_cli.moe.routers import LearnedRouter
 from tests.conftest import tiny_bert, tiny_llama

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from emoe_cli.engine import token_groups
-from emoe_cli.engine.dispatch import group_by_expert
 from emoe_cli.engine.cost_model import HOT_COST, hot_share
+from emoe_cli.engine.dispatch import group_by_expert
 from emoe_cli.engine.token_groups import SPLIT_COST, split_tokens
 from tests.engine.test_dispatch import D, N, _assert_same, _layer
 
