@@ -9,7 +9,6 @@ import functools
 
 import torch
 
-EXECUTIONS = ("auto", "masked", "sparse")
 GATHER_PENALTY = {False: 38.0, True: 42.0}  # neurons, for inference / training (grad enabled)
 HOT_COST = 1.1
 MASKED_COST = 1.05

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoe_cli.engine.cost_model import EXECUTIONS
+from emoe_cli.engine import EXECUTIONS
 from emoe_cli.moe.adapters import FAMILIES, adapter_for
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans

@@ -91,7 +91,8 @@ def test_activations_that_return_or_overwrite_their_input_keep_the_backward_exac
     """The gathered experts keep their pre-activations for the backward pass and scale the
     activations in place: neither an activation that returns its input nor one that
     overwrites it (`inplace=True`) may change them."""
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated=False, bias=True, weighted=weighted, act=act)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
 
@@ -263,9 +264,9 @@ def test_padding_pairs_adds_pairs_of_token_0_and_weight_0_after_each_expert():
 def test_padded_pairs_give_the_masked_result(gated, weighted, share, monkeypatch):
     """Padding (forced here in fp32) adds pairs of weight 0: nothing changes, forward or
     backward, the router's gradient included."""
-    monkeypatch.setattr("emoe_cli.moe.layer.row_multiple", lambda dtype, device: 8)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0:
-                        share)
+    monkeypatch.setattr("emoe_cli.engine.strategy.row_multiple", lambda dtype, device: 8)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(17))
     layer.execution = "sparse"
@@ -301,7 +302,8 @@ def test_hot_experts_are_left_out_of_the_gathered_pairs():
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
 def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted, monkeypatch):
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: share)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(10))
     hot = len(group_by_expert(*layer.route(x), N, hot_share=share).hot)
@@ -316,7 +318,8 @@ def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gate
     """The gathered experts' outputs (and input gradients) are added in batches of experts;
     batching must not change a result, whether each expert is added alone or all at once."""
     monkeypatch.setattr("emoe_cli.engine.dispatch.STAGED_ROWS_PER_TOKEN", stage)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated, bias=True, weighted=True)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
 

@@ -86,7 +86,8 @@ def test_inference_mode_then_no_grad_give_the_same_result(threads, monkeypatch):
     """Tensors made in inference mode can only be written in it: the threads follow the
     caller's mode, and the buffers kept between calls are made outside it."""
     monkeypatch.setattr("emoe_cli.engine.dispatch.thread_count", lambda device: threads)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _sparse_layer()
     # More tokens than other tests use, so that the kept buffers are made in this call.
     x = torch.randn(5000 + threads, D, generator=torch.Generator().manual_seed(5))

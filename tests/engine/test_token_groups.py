@@ -56,7 +56,8 @@ def test_split_groups_give_the_masked_result(gated, weighted, monkeypatch):
     the same output and gradients as the masked path."""
     monkeypatch.setattr(token_groups, "MIN_GROUP_TOKENS", 4)
     monkeypatch.setattr(token_groups, "SPLIT_COST", -1.0)  # split wherever allowed
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 0.4)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 0.4)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(48, D, generator=torch.Generator().manual_seed(16))
     with torch.no_grad():
