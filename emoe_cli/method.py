@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
-from emoe_cli.moe import emoefy
+from emoe_cli.moe.convert import emoefy_spec
+from emoe_cli.moe.spec import LayerSpec
 from emoe_cli.training.lora import lora_method
 
 
@@ -31,14 +32,17 @@ def method_name(cfg: DictConfig) -> str:
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
     with moe_errors():
-        emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
-               layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
-               execution=cfg.moe.get("execution", "auto"),
-               selection=cfg.moe.selection, select=cfg.moe.select,
-               capacity_factor=cfg.gate.get("capacity_factor"),
-               expert_repeat=cfg.gate.get("expert_repeat", 1), profile=run_profile(cfg),
-               **gate_options(cfg.gate))
+        emoefy_spec(model, layer_spec(cfg), layers=cfg.moe.layers, seed=cfg.moe.cluster_seed,
+                    split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+                    execution=cfg.moe.get("execution", "auto"))
+
+
+def layer_spec(cfg: DictConfig) -> LayerSpec:
+    """What each converted layer computes, from the `moe`, `gate` and `profile` groups."""
+    return LayerSpec(num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k, gate=cfg.gate.name,
+                     gate_options=gate_options(cfg.gate), selection=cfg.moe.selection,
+                     select=cfg.moe.select, capacity_factor=cfg.gate.get("capacity_factor"),
+                     expert_repeat=cfg.gate.get("expert_repeat", 1), profile=run_profile(cfg))
 
 
 def balance_loss_weight(cfg: DictConfig) -> float:

@@ -10,9 +10,9 @@ from torch import nn
 
 from emoe_cli.engine.dispatch import Dispatch, expert_activation, scale_blocks
 from emoe_cli.engine.strategy import Execution, compute_dtype, execution_for
-from emoe_cli.moe.profile import Profile
 from emoe_cli.moe.routers import (
     AvgKRouter,
+    Router,
     activation_scores,
     drop_over_capacity,
     importance_load_loss,
@@ -20,6 +20,7 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
+from emoe_cli.moe.spec import LayerSpec
 from emoe_cli.moe.weights import effective_weight
 
 
@@ -96,16 +97,26 @@ class EMoEFeedForward(nn.Module):
     hand).
     """
 
-    def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
-                 router: nn.Module | None = None, execution: str = "auto") -> None:
+    def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int | None = None,
+                 router: Router | None = None, execution: str = "auto", *,
+                 spec: LayerSpec | None = None, dropout_before: bool = True) -> None:
         super().__init__()
         self.execution = execution
         expert_of_neuron = expert_of_neuron.to(torch.long).cpu()
         self.num_experts = int(expert_of_neuron.max()) + 1
         self.expert_size = ffn.d_ff // self.num_experts
-        if not 1 <= top_k <= self.num_experts:
-            raise ValueError(f"top_k={top_k} must be between 1 and num_experts={self.num_experts}")
-        self.top_k = top_k
+        if spec is None and top_k is None:
+            raise ValueError("EMoEFeedForward needs top_k or a spec; valid: either")
+        spec = spec or LayerSpec(num_experts=self.num_experts, top_k=top_k)
+        if top_k is not None and top_k != spec.top_k:
+            raise ValueError(f"top_k={top_k} differs from the spec's top_k={spec.top_k}; valid: "
+                             "one of the two, or both equal")
+        if not 1 <= spec.top_k <= self.num_experts:
+            raise ValueError(f"top_k={spec.top_k} must be between 1 and "
+                             f"num_experts={self.num_experts}")
+        self.spec = spec
+        self.top_k = spec.top_k  # `fidelity.routing` varies it for a measurement
+        self.dropout_before = dropout_before  # expert dropout before the activation (ViT: after)
         order = torch.argsort(expert_of_neuron, stable=True)
         self.register_buffer("expert_of_neuron", expert_of_neuron)
         self.register_buffer("neuron_order", order)
@@ -116,27 +127,28 @@ class EMoEFeedForward(nn.Module):
         self.w2 = _linear(ffn.w2[:, order], ffn.b2)
         self.act = _out_of_place(ffn.act)
         self.dropout = ffn.dropout
-        self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
-        self.weighted = getattr(self.router, "weighted", False)
+        self.router: Router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
+        self.weighted = self.router.weighted
         self.aux_loss: torch.Tensor | None = None
         self.use_all_experts = False  # set by `receipt.all_experts`: every token, every expert
-        self.expert_repeat = 1  # copies of each expert (GMoE); all-experts weights are 1/copies
-        self.selection = "top"  # or "other" / "bottom": the which-experts ablation
-        self.select = "gate"  # what scores experts: the router, or see `activation_scores`
-        self.capacity_factor: float | None = None  # None: dropless
-        self.profile = Profile()  # clean: none of the official code's extras
-        self.dropout_before = True  # expert dropout on the pre-activations (ViT: after)
-        if hasattr(self.router, "initialise"):
-            self.router.initialise(self.w1.weight)
+        self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
+
+    # The spec's settings, read where the layer's code and its users name them.
+    gate = property(lambda self: self.spec.gate)
+    gate_options = property(lambda self: self.spec.gate_options)
+    expert_repeat = property(lambda self: self.spec.expert_repeat)
+    selection = property(lambda self: self.spec.selection)
+    select = property(lambda self: self.spec.select)
+    capacity_factor = property(lambda self: self.spec.capacity_factor)
+    profile = property(lambda self: self.spec.profile)
 
     def refresh_router(self, initial: bool = False) -> None:
         """Recompute router keys from the current key rows (a no-op for trained routers).
 
         Under LoRA the key rows are the merged `base + B A` (see `effective_weight`).
         """
-        if hasattr(self.router, "refresh"):
-            self.router.refresh(effective_weight(self.w1), initial=initial)
+        self.router.refresh(effective_weight(self.w1), initial=initial)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
