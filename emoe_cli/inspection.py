@@ -11,7 +11,7 @@ its output folder.
 # ruff: noqa: E402
 from __future__ import annotations
 
-from emoe_cli.openmp import sleep_when_idle
+from emoe_cli.engine.openmp import sleep_when_idle
 
 sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import run_profile
 from emoe_cli.errors import UserError
+from emoe_cli.moe.spec import LayerSpec
 from emoe_cli.naming import method_name  # noqa: F401 (records and tests import it here)
 
 if TYPE_CHECKING:
@@ -19,17 +20,20 @@ if TYPE_CHECKING:
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
-    from emoe_cli.moe import emoefy  # torch: only once a model is converted
+    from emoe_cli.moe.convert import emoefy_spec  # torch: only once a model is converted
 
     with moe_errors():
-        emoefy(model, num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k,
-               layers=cfg.moe.layers, gate=cfg.gate.name, seed=cfg.moe.cluster_seed,
-               split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
-               execution=cfg.moe.get("execution", "auto"),
-               selection=cfg.moe.selection, select=cfg.moe.select,
-               capacity_factor=cfg.gate.get("capacity_factor"),
-               expert_repeat=cfg.gate.get("expert_repeat", 1), profile=run_profile(cfg),
-               **gate_options(cfg.gate))
+        emoefy_spec(model, layer_spec(cfg), layers=cfg.moe.layers, seed=cfg.moe.cluster_seed,
+                    split=cfg.moe.split, cluster_cache=cfg.moe.cluster_cache,
+                    execution=cfg.moe.get("execution", "auto"))
+
+
+def layer_spec(cfg: DictConfig) -> LayerSpec:
+    """What each converted layer computes, from the `moe`, `gate` and `profile` groups."""
+    return LayerSpec(num_experts=cfg.moe.num_experts, top_k=cfg.moe.top_k, gate=cfg.gate.name,
+                     gate_options=gate_options(cfg.gate), selection=cfg.moe.selection,
+                     select=cfg.moe.select, capacity_factor=cfg.gate.get("capacity_factor"),
+                     expert_repeat=cfg.gate.get("expert_repeat", 1), profile=run_profile(cfg))
 
 
 def balance_loss_weight(cfg: DictConfig) -> float:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import transformers
 
-from emoe_cli.allocator import keep_freed_memory
 from emoe_cli.data.digits import DIGIT_READERS, digits_domain
 from emoe_cli.data.pixels import PixelEncoder, encode_once
+from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.errors import UserError
 
 DEFAULT_OUT = "~/.cache/emoe/vit-digits"

@@ -9,7 +9,7 @@ any failure still writes the record with its status.
 # ruff: noqa: E402
 from __future__ import annotations
 
-from emoe_cli.openmp import sleep_when_idle
+from emoe_cli.engine.openmp import sleep_when_idle
 
 sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
@@ -27,8 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.allocator import keep_freed_memory
 from emoe_cli.config import validate
+from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
 from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)

@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emoe_cli.engine import EXECUTIONS
 from emoe_cli.moe.adapters import FAMILIES, adapter_for
 from emoe_cli.moe.choices import SELECTIONS, SPLITS, check_routing
 from emoe_cli.moe.cluster_cache import cached_split
 from emoe_cli.moe.clustering import balanced_kmeans
-from emoe_cli.moe.execution import EXECUTIONS
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.moe.profile import Profile, check_family, resolve_profile
-from emoe_cli.moe.routers import ROUTERS
+from emoe_cli.moe.profile import Profile, check_family, check_values, resolve_profile
+from emoe_cli.moe.routers import ROUTERS, Router
+from emoe_cli.moe.spec import LayerSpec
 
 
 def emoefy(
@@ -53,28 +54,38 @@ def emoefy(
     temperature, noise). `execution` (`auto`, `masked`, `sparse`) picks how the layers
     compute the same function. `profile` (`official`, `clean` or a `Profile`) adds the
     official code's layer extras (see `moe/profile.py`); `clean` adds none. Returns `model`
-    for chaining.
+    for chaining. `emoefy_spec` takes the same settings as one `LayerSpec`.
     """
-    if gate not in ROUTERS:
-        raise ValueError(f"gate={gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
+    spec = LayerSpec(num_experts=num_experts, top_k=top_k, gate=gate,
+                     gate_options=dict(gate_options), selection=selection, select=select,
+                     capacity_factor=capacity_factor, expert_repeat=expert_repeat,
+                     profile=resolve_profile(profile))
+    return emoefy_spec(model, spec, layers, seed=seed, split=split, cluster_cache=cluster_cache,
+                       assignments=assignments, execution=execution)
+
+
+def emoefy_spec(
+    model: nn.Module,
+    spec: LayerSpec,
+    layers: str | int | Sequence[int] = "all",
+    seed: int = 0,
+    split: str = "cluster",
+    cluster_cache: str | Path | None = None,
+    assignments: Mapping[int, torch.Tensor] | None = None,
+    execution: str = "auto",
+) -> nn.Module:
+    """`emoefy` with the layer described by one `LayerSpec`; the other arguments say where the
+    experts come from and how the layers compute (see `emoefy`). Returns `model`."""
+    check_spec(spec)
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; valid: {', '.join(SPLITS)}")
     if execution not in EXECUTIONS:
         raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
-    check_repeat(gate, expert_repeat, num_experts)
-    if not 1 <= top_k <= num_experts:
-        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
-    check_selection(selection, top_k, num_experts)
-    check_routing(gate, select, capacity_factor)
-    profile = resolve_profile(profile)
-    if profile.token_dropping and capacity_factor is not None:
-        raise ValueError(f"capacity_factor={capacity_factor} and profile.token_dropping both "
-                         "drop tokens; valid: capacity_factor=None under token dropping (its "
-                         "factor is profile.capacity_factor)")
     adapter = adapter_for(model)
     family = next(name for name, entry in FAMILIES.items() if entry is adapter)
-    check_family(profile, family)
+    check_family(spec.profile, family)
     blocks = adapter.blocks(model)
+    num_experts = spec.num_experts
     for index in resolve_layers(layers, len(blocks)):
         ffn = adapter.read(blocks[index])
         if ffn.d_ff % num_experts:
@@ -86,19 +97,31 @@ def emoefy(
             expert_of_neuron = torch.as_tensor(assignments[index], dtype=torch.long)
         else:
             expert_of_neuron = assign_experts(ffn, num_experts, seed, split, index, cluster_cache)
-        ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, expert_repeat)
-        if not profile.moe_output_dropout:  # the official GPT-2 layer has none
+        ffn, expert_of_neuron = repeat_experts(ffn, expert_of_neuron, spec.expert_repeat)
+        if not spec.profile.moe_output_dropout:  # the official GPT-2 layer has none
             ffn.dropout = None
-        router = make_router(gate, num_experts, ffn.w1.shape[1], gate_options)
-        if profile.router_noise > 0 and hasattr(router, "noise"):
-            router.noise = 0.0  # the profile's noise replaces the router's own
-        moe = EMoEFeedForward(ffn, expert_of_neuron, top_k, router, execution).to(ffn.w1.device)
-        moe.profile, moe.dropout_before = profile, family != "vit"  # ViT: after the activation
-        moe.expert_repeat = expert_repeat
-        moe.gate, moe.gate_options = gate, dict(gate_options)  # what save_emoe writes down
-        moe.selection, moe.select, moe.capacity_factor = selection, select, capacity_factor
-        adapter.install(blocks[index], moe)
+        router = make_router(spec, ffn.w1.shape[1])
+        moe = EMoEFeedForward(ffn, expert_of_neuron, router=router, execution=execution,
+                              spec=spec, dropout_before=family != "vit")  # ViT: after the act
+        adapter.install(blocks[index], moe.to(ffn.w1.device))
     return model
+
+
+def check_spec(spec: LayerSpec) -> None:
+    """Each setting of `spec` against the others: a clear error before any layer is built."""
+    if spec.gate not in ROUTERS:
+        raise ValueError(f"gate={spec.gate!r} is unknown; valid: {', '.join(sorted(ROUTERS))}")
+    check_repeat(spec.gate, spec.expert_repeat, spec.num_experts)
+    if not 1 <= spec.top_k <= spec.num_experts:
+        raise ValueError(f"top_k={spec.top_k} must be between 1 and "
+                         f"num_experts={spec.num_experts}")
+    check_selection(spec.selection, spec.top_k, spec.num_experts)
+    check_routing(spec.gate, spec.select, spec.capacity_factor)
+    check_values(spec.profile)
+    if spec.profile.token_dropping and spec.capacity_factor is not None:
+        raise ValueError(f"capacity_factor={spec.capacity_factor} and profile.token_dropping "
+                         "both drop tokens; valid: capacity_factor=None under token dropping "
+                         "(its factor is profile.capacity_factor)")
 
 
 def check_selection(selection: str, top_k: int, num_experts: int) -> None:
@@ -138,12 +161,16 @@ def repeat_experts(ffn: DenseFFN, expert_of_neuron: torch.Tensor,
     return copies, torch.cat([(expert_of_neuron - r) % num_experts for r in range(repeat)])
 
 
-def make_router(gate: str, num_experts: int, hidden_size: int, options: dict) -> nn.Module:
-    """Build the `gate` router, naming any option it does not take."""
+def make_router(spec: LayerSpec, hidden_size: int) -> Router:
+    """Build the spec's router, naming any option it does not take. Under a profile with router
+    noise, the profile's noise replaces the router's own."""
     try:
-        return ROUTERS[gate](num_experts, hidden_size, **options)
+        router = ROUTERS[spec.gate](spec.num_experts, hidden_size, **spec.gate_options)
     except TypeError as error:
-        raise ValueError(f"gate={gate!r} got an option it does not take: {error}") from error
+        raise ValueError(f"gate={spec.gate!r} got an option it does not take: {error}") from error
+    if spec.profile.router_noise > 0:
+        router.noise = 0.0
+    return router
 
 
 def check_fits(model_config, num_experts: int, layers: str | int | Sequence[int]) -> None:

@@ -24,7 +24,7 @@ def dense_weights(layer: EMoEFeedForward) -> dict[str, torch.Tensor | None]:
     averaged, which `save_emoe` uses only as a placeholder next to the exact state.
     """
     restore = torch.argsort(layer.neuron_order).to(layer.w1.weight.device)
-    copies = getattr(layer, "expert_repeat", 1)
+    copies = layer.spec.expert_repeat
 
     def rows(tensor: torch.Tensor | None) -> torch.Tensor | None:  # neurons along dim 0
         if tensor is None:
@@ -65,7 +65,7 @@ def dense_state_dict(model: nn.Module, average_repeats: bool = False) -> dict[st
     names = {id(module): name for name, module in model.named_modules()}
     state = model.state_dict()
     for index, layer_name, layer in converted_layers(model):
-        if getattr(layer, "expert_repeat", 1) > 1 and not average_repeats:
+        if layer.spec.expert_repeat > 1 and not average_repeats:
             raise ValueError(f"layer {index} has expert_repeat={layer.expert_repeat}: its "
                              "expert copies add parameters and have no dense layout; valid for "
                              "a dense export: expert_repeat=1")

@@ -8,26 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emoe_cli.moe.dispatch import (
-    Dispatch,
-    expert_activation,
-    group_by_expert,
-    scale_blocks,
-    sparse_ffn,
-)
-from emoe_cli.moe.execution import (
-    EXECUTIONS,
-    MASKED_COST,
-    fixed_cost,
-    hot_share,
-    overhead,
-    row_multiple,
-    sparse_cost,
-    sparse_may_pay,
-)
-from emoe_cli.moe.profile import Profile
+from emoe_cli.engine.dispatch import Dispatch, expert_activation, scale_blocks
+from emoe_cli.engine.strategy import Execution, compute_dtype, execution_for
 from emoe_cli.moe.routers import (
     AvgKRouter,
+    Router,
     activation_scores,
     drop_over_capacity,
     importance_load_loss,
@@ -35,7 +20,7 @@ from emoe_cli.moe.routers import (
     load_balancing_loss,
     pick_experts,
 )
-from emoe_cli.moe.token_groups import split_tokens
+from emoe_cli.moe.spec import LayerSpec
 from emoe_cli.moe.weights import effective_weight
 
 
@@ -59,13 +44,6 @@ class DenseFFN:
     @property
     def d_ff(self) -> int:
         return self.w1.shape[0]
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype F.linear would compute in: autocast's when it is on, else the input's."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
 
 
 def _out_of_place(act: nn.Module) -> nn.Module:
@@ -113,23 +91,32 @@ class EMoEFeedForward(nn.Module):
     priority, `b2 / k` per kept pair, expert dropout (before the activation unless
     `dropout_before` is False), router noise, Tutel's balancing loss, an fp32 router.
 
-    `execution` picks how the same function is computed: `masked` (the dense FFN, then
-    zero the unselected blocks), `sparse` (only the selected experts, `moe/dispatch.py`) or
-    `auto` (the faster of the two for the shapes at hand, `moe/execution.py`).
+    `execution` picks the engine strategy that computes the same function
+    (`engine/strategy.py`): `masked` (the dense FFN, then zero the unselected blocks),
+    `sparse` (only the selected experts) or `auto` (the faster of the two for the shapes at
+    hand).
     """
 
-    def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int,
-                 router: nn.Module | None = None, execution: str = "auto") -> None:
+    def __init__(self, ffn: DenseFFN, expert_of_neuron: torch.Tensor, top_k: int | None = None,
+                 router: Router | None = None, execution: str = "auto", *,
+                 spec: LayerSpec | None = None, dropout_before: bool = True) -> None:
         super().__init__()
-        if execution not in EXECUTIONS:
-            raise ValueError(f"execution={execution!r} is unknown; valid: {', '.join(EXECUTIONS)}")
         self.execution = execution
         expert_of_neuron = expert_of_neuron.to(torch.long).cpu()
         self.num_experts = int(expert_of_neuron.max()) + 1
         self.expert_size = ffn.d_ff // self.num_experts
-        if not 1 <= top_k <= self.num_experts:
-            raise ValueError(f"top_k={top_k} must be between 1 and num_experts={self.num_experts}")
-        self.top_k = top_k
+        if spec is None and top_k is None:
+            raise ValueError("EMoEFeedForward needs top_k or a spec; valid: either")
+        spec = spec or LayerSpec(num_experts=self.num_experts, top_k=top_k)
+        if top_k is not None and top_k != spec.top_k:
+            raise ValueError(f"top_k={top_k} differs from the spec's top_k={spec.top_k}; valid: "
+                             "one of the two, or both equal")
+        if not 1 <= spec.top_k <= self.num_experts:
+            raise ValueError(f"top_k={spec.top_k} must be between 1 and "
+                             f"num_experts={self.num_experts}")
+        self.spec = spec
+        self.top_k = spec.top_k  # `fidelity.routing` varies it for a measurement
+        self.dropout_before = dropout_before  # expert dropout before the activation (ViT: after)
         order = torch.argsort(expert_of_neuron, stable=True)
         self.register_buffer("expert_of_neuron", expert_of_neuron)
         self.register_buffer("neuron_order", order)
@@ -140,27 +127,28 @@ class EMoEFeedForward(nn.Module):
         self.w2 = _linear(ffn.w2[:, order], ffn.b2)
         self.act = _out_of_place(ffn.act)
         self.dropout = ffn.dropout
-        self.router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
-        self.weighted = getattr(self.router, "weighted", False)
+        self.router: Router = router or AvgKRouter(self.num_experts, ffn.w1.shape[1])
+        self.weighted = self.router.weighted
         self.aux_loss: torch.Tensor | None = None
         self.use_all_experts = False  # set by `receipt.all_experts`: every token, every expert
-        self.expert_repeat = 1  # copies of each expert (GMoE); all-experts weights are 1/copies
-        self.selection = "top"  # or "other" / "bottom": the which-experts ablation
-        self.select = "gate"  # what scores experts: the router, or see `activation_scores`
-        self.capacity_factor: float | None = None  # None: dropless
-        self.profile = Profile()  # clean: none of the official code's extras
-        self.dropout_before = True  # expert dropout on the pre-activations (ViT: after)
-        if hasattr(self.router, "initialise"):
-            self.router.initialise(self.w1.weight)
+        self.router.initialise(self.w1.weight)
         self.refresh_router(initial=True)
+
+    # The spec's settings, read where the layer's code and its users name them.
+    gate = property(lambda self: self.spec.gate)
+    gate_options = property(lambda self: self.spec.gate_options)
+    expert_repeat = property(lambda self: self.spec.expert_repeat)
+    selection = property(lambda self: self.spec.selection)
+    select = property(lambda self: self.spec.select)
+    capacity_factor = property(lambda self: self.spec.capacity_factor)
+    profile = property(lambda self: self.spec.profile)
 
     def refresh_router(self, initial: bool = False) -> None:
         """Recompute router keys from the current key rows (a no-op for trained routers).
 
         Under LoRA the key rows are the merged `base + B A` (see `effective_weight`).
         """
-        if hasattr(self.router, "refresh"):
-            self.router.refresh(effective_weight(self.w1), initial=initial)
+        self.router.refresh(effective_weight(self.w1), initial=initial)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert indices [tokens, top_k] per token and the weight of each selected expert."""
@@ -217,9 +205,7 @@ class EMoEFeedForward(nn.Module):
             # b2 / k per kept pair (official): b2 scaled by each token's kept weight over k.
             share = (weights.sum(dim=-1, keepdim=True) / self.top_k
                      if self.profile.b2_split and not self.use_all_experts else None)
-            dispatch = self.plan_sparse(chosen, weights.to(_compute_dtype(x)))
-            y = (self._masked(x, chosen, weights) if dispatch is None
-                 else self._sparse(x, dispatch))
+            y = self.experts(x, chosen, weights)
             b2 = getattr(self.w2, "base_layer", self.w2).bias  # LoRA wraps w2 in a base_layer
             if share is not None and b2 is not None:  # from b2 once to b2 * share
                 y = y + (share.to(y.dtype) - 1) * b2.to(y.dtype)
@@ -227,40 +213,27 @@ class EMoEFeedForward(nn.Module):
             y = self.dropout(y)
         return y.view(*shape[:-1], y.shape[-1])
 
-    def plan_sparse(self, chosen: torch.Tensor, weights: torch.Tensor) -> Dispatch | None:
-        """How the sparse path would run this routing (token groups from
-        `moe/token_groups.py`, then pairs by expert), or None when the layer masks: under
-        `execution=masked`, with adapter-wrapped weights, or under `auto` when the modelled
-        cost (`moe/execution.py`) favours masking. `weights` are in the dtype the layer
-        computes in."""
-        if self.execution == "masked" or not self._plain_weights():
-            return None
-        training = torch.is_grad_enabled()
-        # Where oneDNN runs the products (bf16/fp16 on CPU) pairs are padded so that their
-        # shapes repeat, and gathering costs more beside its faster products.
-        multiple = row_multiple(weights.dtype, weights.device)
-        dearer = overhead(weights.dtype, weights.device)
-        if self.execution == "auto":
-            if not sparse_may_pay(chosen, self.num_experts):
-                return None
-            # Decided on the whole batch: the modelled saving of a token split is optimistic.
-            counts = torch.bincount(chosen.reshape(-1), minlength=self.num_experts)
-            steps = fixed_cost(int((counts > 0).sum()), len(chosen), self.w1.in_features,
-                               self.w1.out_features, self.w_up is not None, dearer)
-            cost = sparse_cost(counts / len(chosen), self.expert_size, training, dearer) + steps
-            if cost >= MASKED_COST:
-                return None
-        # Token groups' sizes change with every batch, each a new product shape: where pairs
-        # are padded, that is a kernel build per group, so one group of every token there.
-        split = split_tokens(chosen, weights, self.num_experts, self.expert_size, training,
-                             max_depth=0 if multiple > 1 else None)
-        return group_by_expert(chosen, weights, self.num_experts,
-                               hot_share(self.expert_size, training, dearer), split, multiple)
+    @property
+    def execution(self) -> str:
+        """How the layer computes (`masked`, `sparse`, `auto`): the name of its engine
+        strategy (`engine/strategy.py`)."""
+        return self.engine.name
 
-    def _plain_weights(self) -> bool:
-        """False when an adapter (LoRA) wraps a matrix: the sparse kernel reads raw weights,
-        so such layers compute through their modules (the masked path)."""
-        return all(type(m) is nn.Linear for m in (self.w1, self.w2, self.w_up) if m is not None)
+    @execution.setter
+    def execution(self, name: str) -> None:
+        self.engine: Execution = execution_for(name)
+
+    def experts(self, x: torch.Tensor, chosen: torch.Tensor,
+                weights: torch.Tensor) -> torch.Tensor:
+        """Each token's selected experts, weighted and summed (`b2` once): by the engine where
+        it takes the call, else masked."""
+        plan = self.plan_sparse(chosen, weights.to(compute_dtype(x)))
+        return self._masked(x, chosen, weights) if plan is None else self.engine.run(self, x, plan)
+
+    def plan_sparse(self, chosen: torch.Tensor, weights: torch.Tensor) -> Dispatch | None:
+        """The engine's plan for this routing, or None when the layer masks. `weights` are in
+        the dtype the layer computes in."""
+        return self.engine.plan(self, chosen, weights)
 
     @property
     def expert_dropout(self) -> float:
@@ -277,18 +250,6 @@ class EMoEFeedForward(nn.Module):
         mask = torch.zeros(x.shape[0], self.num_experts, dtype=h.dtype, device=h.device)
         mask.scatter_(1, chosen, weights.to(h.dtype))
         return self.w2(scale_blocks(h, mask, self.expert_size))
-
-    def _sparse(self, x: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """Only the selected experts, all in `_compute_dtype` (the dispatch's weights too)."""
-        dtype = _compute_dtype(x)
-
-        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(dtype)
-
-        up = (None, None) if self.w_up is None else (self.w_up.weight, self.w_up.bias)
-        return sparse_ffn(cast(x), dispatch, self.act, cast(self.w1.weight), cast(self.w1.bias),
-                          cast(self.w2.weight), cast(up[0]), cast(up[1]), cast(self.w2.bias),
-                          self.expert_dropout, self.dropout_before)
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}, d_ff={self.w1.out_features}"

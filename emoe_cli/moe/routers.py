@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from emoe_cli.moe.choices import ROUTER_NAMES, SELECTIONS
+
+
+class Router(Protocol):
+    """What a layer asks of its router: scores [tokens, N] for tokens [tokens, d], a start
+    from the layer's key rows, and keys that follow them after each optimiser step."""
+
+    weighted: bool  # True: selected experts weighted by the softmax of their scores (trained)
+    noise: float  # the router's own training noise (0: none)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def initialise(self, key_rows: torch.Tensor) -> None:
+        """Start from the key rows ([d_ff, d], experts contiguous) once, when built."""
+        ...
+
+    def refresh(self, key_rows: torch.Tensor, initial: bool = False) -> None:
+        """Follow the current key rows (after each optimiser step)."""
+        ...
 
 
 class AvgKRouter(nn.Module):
@@ -19,6 +38,9 @@ class AvgKRouter(nn.Module):
     follows the fine-tuned weights without adding parameters.
     """
 
+    weighted = False
+    noise = 0.0
+
     def __init__(self, num_experts: int, hidden_size: int, momentum: float = 0.0,
                  normalize: bool = False) -> None:
         super().__init__()
@@ -26,6 +48,9 @@ class AvgKRouter(nn.Module):
         self.momentum = momentum
         self.normalize = normalize
         self.register_buffer("keys", torch.zeros(num_experts, hidden_size))
+
+    def initialise(self, key_rows: torch.Tensor) -> None:
+        """Nothing: `refresh(initial=True)` sets the keys."""
 
     @torch.no_grad()
     def refresh(self, key_rows: torch.Tensor, initial: bool = False) -> None:
@@ -70,6 +95,9 @@ class LearnedRouter(nn.Module):
                               .mean(dim=1))
         else:
             nn.init.normal_(self.weight, std=0.02)
+
+    def refresh(self, key_rows: torch.Tensor, initial: bool = False) -> None:
+        """Nothing: a trained router follows its own gradient, not the keys."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = x @ self.weight.to(x.dtype).t()

@@ -1,7 +1,7 @@
 """Save a converted, fine-tuned model as a Hugging Face folder and rebuild it exactly.
 
 The folder holds the weights in the original dense layout (so plain `transformers` loads it
-as the dense model), plus `emoe.json` (each converted layer's N, k, gate and
+as the dense model), plus `emoe.json` (each converted layer's `LayerSpec` and
 `expert_of_neuron`) and `emoe_routers.safetensors` (router state: avg-k keys under
 momentum, trained routers' weights; the whole layer where GMoE's repeated experts have
 no dense layout). `load_emoe` loads the dense model and converts it
@@ -18,14 +18,13 @@ import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emoe_cli.moe.convert import emoefy
+from emoe_cli.moe.convert import emoefy_spec
 from emoe_cli.moe.export import converted_layers, export_dense
+from emoe_cli.moe.spec import saved_entry, spec_from_saved
 
 SPEC_FILE = "emoe.json"
 ROUTERS_FILE = "emoe_routers.safetensors"
 FORMAT_VERSION = 1
-# Routing settings copied from each layer when present (ablation switches).
-ROUTING_SETTINGS = ("selection", "select", "capacity_factor")
 
 
 def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
@@ -33,13 +32,9 @@ def save_emoe(model: nn.Module, path: str | Path, tokenizer=None) -> Path:
     path = export_dense(model, path, tokenizer, average_repeats=True)
     layers, routers = [], {}
     for index, _, layer in converted_layers(model):
-        copies = getattr(layer, "expert_repeat", 1)
+        copies = layer.spec.expert_repeat
         layers.append({
-            "index": index, "num_experts": layer.num_experts, "top_k": layer.top_k,
-            "expert_repeat": copies, "gate": getattr(layer, "gate", "avg_k"),
-            "gate_options": getattr(layer, "gate_options", {}),
-            **{k: getattr(layer, k) for k in ROUTING_SETTINGS if hasattr(layer, k)},
-            "profile": layer.profile.to_dict(),
+            "index": index, **saved_entry(layer.spec),
             "expert_of_neuron": layer.expert_of_neuron[:len(layer.expert_of_neuron) // copies]
             .tolist(),
         })
@@ -72,13 +67,9 @@ def load_emoe(path: str | Path, model_class=None, **from_pretrained_kwargs) -> n
         model_class = getattr(transformers, (config.architectures or ["AutoModel"])[0])
     model = model_class.from_pretrained(path, **from_pretrained_kwargs)
     for entry in spec["layers"]:
-        emoefy(model, entry["num_experts"], entry["top_k"], layers=[entry["index"]],
-               gate=entry["gate"], expert_repeat=entry.get("expert_repeat", 1),
-               assignments={entry["index"]: torch.tensor(entry["expert_of_neuron"])},
-               profile=entry.get("profile", "clean"),
-               **entry["gate_options"])
+        emoefy_spec(model, spec_from_saved(entry), layers=[entry["index"]],
+                    assignments={entry["index"]: torch.tensor(entry["expert_of_neuron"])})
     routers = load_file(str(path / ROUTERS_FILE))
-    by_index = {entry["index"]: entry for entry in spec["layers"]}
     for index, _, layer in converted_layers(model):
         prefix = f"{index}."
         state = {k[len(prefix):]: v for k, v in routers.items() if k.startswith(prefix)}
@@ -86,7 +77,4 @@ def load_emoe(path: str | Path, model_class=None, **from_pretrained_kwargs) -> n
         if loaded.unexpected_keys:
             raise ValueError(f"{path / ROUTERS_FILE}: layer {index} does not match its saved "
                              f"state (unexpected {loaded.unexpected_keys[:3]})")
-        for key in ROUTING_SETTINGS:
-            if key in by_index[index]:
-                setattr(layer, key, by_index[index][key])
     return model

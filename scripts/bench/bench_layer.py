@@ -25,14 +25,14 @@ the routed counts, separately for inference and training).
 
 `--precision bf16` runs every path under bf16 autocast, against the dense FFN under the
 same autocast (where oneDNN runs bf16, the sparse path pads each expert's pairs so that its
-product shapes repeat: `emoe_cli/moe/execution.py`).
+product shapes repeat: `emoe_cli/engine/cost_model.py`).
 
-The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/allocator.py`);
+The C allocator keeps freed memory for reuse, as `emoe-run` has it (`emoe_cli/engine/allocator.py`);
 `EMOE_MALLOC=system` times glibc's defaults instead, where every large block freed is
 returned to the system and page-faults again when taken (slower and noisier, for every path).
 
 OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set), as `emoe-run` has
-them (`emoe_cli/openmp.py`): spinning threads take cores from the sparse path's per-expert
+them (`emoe_cli/engine/openmp.py`): spinning threads take cores from the sparse path's per-expert
 threads, and on a machine with more busy processes than cores from their peers.
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from emoe_cli.allocator import keep_freed_memory
+from emoe_cli.engine.allocator import keep_freed_memory
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "SST-2" / "train.tsv"
 
@@ -61,7 +61,7 @@ def interleaved_medians(jobs: dict[str, Callable[[], None]], rounds: int,
 
 
 def allocator_setup() -> str:
-    """Set up the C allocator as `emoe-run` does (`emoe_cli/allocator.py`) and say how."""
+    """Set up the C allocator as `emoe-run` does (`emoe_cli/engine/allocator.py`) and say how."""
     if keep_freed_memory():
         return "glibc keeping freed memory for reuse, as emoe-run does"
     return "the C library's default allocator (EMOE_MALLOC=system, or not glibc)"

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from emoe_cli.moe import token_groups
-from emoe_cli.moe.dispatch import group_by_expert
-from emoe_cli.moe.execution import HOT_COST, hot_share
-from emoe_cli.moe.token_groups import SPLIT_COST, split_tokens
-from tests.moe.test_dispatch import D, N, _assert_same, _layer
+from emoe_cli.engine import token_groups
+from emoe_cli.engine.cost_model import HOT_COST, hot_share
+from emoe_cli.engine.dispatch import group_by_expert
+from emoe_cli.engine.token_groups import SPLIT_COST, split_tokens
+from tests.engine.test_dispatch import D, N, _assert_same, _layer
 
 
 def _two_kinds(per_kind: int) -> torch.Tensor:
@@ -56,7 +56,8 @@ def test_split_groups_give_the_masked_result(gated, weighted, monkeypatch):
     the same output and gradients as the masked path."""
     monkeypatch.setattr(token_groups, "MIN_GROUP_TOKENS", 4)
     monkeypatch.setattr(token_groups, "SPLIT_COST", -1.0)  # split wherever allowed
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 0.4)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 0.4)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(48, D, generator=torch.Generator().manual_seed(16))
     with torch.no_grad():

@@ -2,14 +2,15 @@
 
 import pytest
 
-from emoe_cli.moe import dispatch as dispatch_module
+from emoe_cli.engine import dispatch as dispatch_module
 
 
 @pytest.fixture
 def gathered(monkeypatch):
     """Every pair gathered (no expert is hot, whatever its share of tokens), and a record of
     (threads, pairs) for each forward and backward of the gathered experts."""
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     calls = []
     of = dispatch_module._Runs.of.__func__
 

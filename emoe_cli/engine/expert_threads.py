@@ -1,31 +1,6 @@
-"""One thread per core for the sparse path's per-expert loops, each computing single-threaded.
-
-Each gathered expert's products are small: tens to a few thousand rows, 24 or 48 neurons
-wide. Run one after another, every product (and every gather) is split across all cores,
-so each waits for the other cores' OpenMP threads to wake and to finish: with OpenMP's
-passive wait the wake-ups alone cost tens of microseconds per operation, hundreds of
-operations per layer call, and a thin product splits unevenly. Here the gathered experts are
-cut into one contiguous run per core, balanced by their pair counts, and each run is computed
-start to finish (gathers, products, activation, staged sums) by its own thread with one
-intra-op thread: every core keeps busy on its own experts, with no hand-offs between them.
-(Beyond `MAX_THREADS` cores, each thread gets several intra-op threads: not measured.)
-
-Each thread adds its experts' outputs into its own sum, and the sums are added in thread
-order, so a result does not depend on which thread finishes first (the same inputs and
-thread count give the same bits; a different thread count may change the last bits, as it
-does for any product split differently).
-
-Measured against the one-expert-at-a-time loop in one process (fresh batches of 4,096
-tokens of real text, fp32, interleaved rounds, 2 cores), as the dense FFN's speed forward /
-forward+backward: BERT-base-shaped layer at 16/64 1.86x / 1.99x -> 2.25x / 2.44x, 32/64
-1.20x / 1.21x -> 1.28x / 1.36x; MiniLM's layer at 16/64 1.08x / 1.19x -> 1.36x / 1.64x;
-bf16 (against dense bf16) at BERT-base 16/64 1.04x / 1.11x -> 1.26x / 1.37x. That is with
-OpenMP's idle threads sleeping (`OMP_WAIT_POLICY=PASSIVE`, which `emoe-run` sets:
-`emoe_cli/openmp.py`). Under OpenMP's default, idle threads spin a while first and take
-cores from these threads (BERT-base 16/64 forward+backward 2.22-2.33x); where they spin
-forever (`ACTIVE`), they wake at once for every small product, and the one-at-a-time loop is
-the faster (2.41x against 1.73x threaded), so it is used there. On GPUs the loops stay on the
-calling thread.
+"""One thread per core for the sparse path's per-expert loops, each single-threaded, because thin
+products split across every core wait on each other (measurements: `docs/performance.md`, "One
+thread per core").
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from emoe_cli import allocator
+from emoe_cli.engine import allocator
 from emoe_cli.errors import UserError
 
 # Allocates and frees a 64 MB array five times; prints the page faults of the last four.
 FAULTS = """
 import resource, numpy as np
-from emoe_cli.allocator import keep_freed_memory
+from emoe_cli.engine.allocator import keep_freed_memory
 print(keep_freed_memory())
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

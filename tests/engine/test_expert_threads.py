@@ -9,8 +9,8 @@ import threading
 import pytest
 import torch
 
-from emoe_cli.moe.expert_threads import run_each, runs, thread_count
-from tests.moe.test_dispatch import D, _assert_same, _layer
+from emoe_cli.engine.expert_threads import run_each, runs, thread_count
+from tests.engine.test_dispatch import D, _assert_same, _layer
 
 
 @pytest.mark.parametrize("sizes, count", [
@@ -69,7 +69,7 @@ def _sparse_layer():
 def three_threads(monkeypatch, gathered):
     """The sparse path gathers every pair and cuts its experts into three runs, whatever
     this machine has; returns the (threads, pairs) of each gathered forward and backward."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: 3)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.thread_count", lambda device: 3)
     return gathered
 
 
@@ -85,8 +85,9 @@ def test_experts_on_several_threads_give_the_masked_result(gated, weighted, thre
 def test_inference_mode_then_no_grad_give_the_same_result(threads, monkeypatch):
     """Tensors made in inference mode can only be written in it: the threads follow the
     caller's mode, and the buffers kept between calls are made outside it."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.thread_count", lambda device: threads)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _sparse_layer()
     # More tokens than other tests use, so that the kept buffers are made in this call.
     x = torch.randn(5000 + threads, D, generator=torch.Generator().manual_seed(5))
@@ -156,7 +157,7 @@ def test_emoe_run_lets_idle_openmp_threads_sleep_unless_the_user_chose(chosen, e
 
 
 def test_beyond_max_threads_each_expert_thread_gets_several_intra_op_threads(monkeypatch):
-    monkeypatch.setattr("emoe_cli.moe.expert_threads.MAX_THREADS", 2)
+    monkeypatch.setattr("emoe_cli.engine.expert_threads.MAX_THREADS", 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

@@ -6,9 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
-from emoe_cli.moe.dispatch import group_by_expert, sparse_ffn
-from emoe_cli.moe.execution import (
+from emoe_cli.engine.cost_model import (
     HOT_COST,
     MASKED_COST,
     ROW_MULTIPLE,
@@ -17,6 +15,8 @@ from emoe_cli.moe.execution import (
     sparse_cost,
     sparse_may_pay,
 )
+from emoe_cli.engine.dispatch import group_by_expert, sparse_ffn
+from emoe_cli.moe import EMoEFeedForward, emoe_modules, emoefy
 from emoe_cli.moe.layer import DenseFFN
 from emoe_cli.moe.routers import LearnedRouter
 from tests.conftest import tiny_bert, tiny_llama
@@ -75,7 +75,7 @@ def test_sparse_equals_masked_forward_and_backward(gated, bias, weighted, dtype,
                                                    gathered, monkeypatch):
     """The gathered experts' kernel, on one thread and on three (whatever the machine has),
     against the masked path in the same precision."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.thread_count", lambda device: threads)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.thread_count", lambda device: threads)
     layer = _layer(gated, bias, weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(2))
     _assert_same(layer, x, rel=1e-4 if dtype == torch.float32 else 0.04, dtype=dtype)
@@ -91,7 +91,8 @@ def test_activations_that_return_or_overwrite_their_input_keep_the_backward_exac
     """The gathered experts keep their pre-activations for the backward pass and scale the
     activations in place: neither an activation that returns its input nor one that
     overwrites it (`inplace=True`) may change them."""
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated=False, bias=True, weighted=weighted, act=act)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(2)))
 
@@ -181,7 +182,7 @@ def test_modelled_cost_beats_masking_where_sparse_should_run():
 
 def test_auto_plans_the_sparse_path_only_where_it_pays(monkeypatch):
     # Layers this small never pay for the per-expert steps (next test): leave them out.
-    monkeypatch.setattr("emoe_cli.moe.execution.EXPERT_STEPS_FLOPS", 0.0)
+    monkeypatch.setattr("emoe_cli.engine.cost_model.EXPERT_STEPS_FLOPS", 0.0)
     layer = _layer(gated=False, bias=True, weighted=False, top_k=2, d_ff=N * 48)
     layer.execution = "auto"
     few = torch.randn(2, D, generator=torch.Generator().manual_seed(14))
@@ -231,7 +232,7 @@ def test_where_onednn_runs_half_precision_pairs_are_padded_and_gathering_costs_m
     size would be a new shape too), and `auto` weighs gathering as dearer beside the faster
     products: BERT-base's FFN still runs sparse, MiniLM's narrower one masks. fp32 (and bf16
     without oneDNN) is planned as before."""
-    monkeypatch.setattr("emoe_cli.moe.execution._onednn_runs",
+    monkeypatch.setattr("emoe_cli.engine.cost_model._onednn_runs",
                         lambda dtype: dtype == torch.bfloat16)
     chosen = _skewed_routing()
     ones = torch.ones(chosen.shape)
@@ -263,9 +264,9 @@ def test_padding_pairs_adds_pairs_of_token_0_and_weight_0_after_each_expert():
 def test_padded_pairs_give_the_masked_result(gated, weighted, share, monkeypatch):
     """Padding (forced here in fp32) adds pairs of weight 0: nothing changes, forward or
     backward, the router's gradient included."""
-    monkeypatch.setattr("emoe_cli.moe.layer.row_multiple", lambda dtype, device: 8)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0:
-                        share)
+    monkeypatch.setattr("emoe_cli.engine.strategy.row_multiple", lambda dtype, device: 8)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(17))
     layer.execution = "sparse"
@@ -301,7 +302,8 @@ def test_hot_experts_are_left_out_of_the_gathered_pairs():
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "softmax"])
 def test_hot_and_gathered_experts_give_the_masked_result(share, gated, weighted, monkeypatch):
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: share)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: share)
     layer = _layer(gated, bias=True, weighted=weighted)
     x = torch.randn(40, D, generator=torch.Generator().manual_seed(10))
     hot = len(group_by_expert(*layer.route(x), N, hot_share=share).hot)
@@ -315,8 +317,9 @@ def test_staged_sums_give_the_masked_result_however_often_they_flush(stage, gate
                                                                      monkeypatch):
     """The gathered experts' outputs (and input gradients) are added in batches of experts;
     batching must not change a result, whether each expert is added alone or all at once."""
-    monkeypatch.setattr("emoe_cli.moe.dispatch.STAGED_ROWS_PER_TOKEN", stage)
-    monkeypatch.setattr("emoe_cli.moe.layer.hot_share", lambda size, training, overhead=1.0: 1.0)
+    monkeypatch.setattr("emoe_cli.engine.dispatch.STAGED_ROWS_PER_TOKEN", stage)
+    monkeypatch.setattr("emoe_cli.engine.strategy.hot_share",
+                        lambda size, training, overhead=1.0: 1.0)
     layer = _layer(gated, bias=True, weighted=True)
     _assert_same(layer, torch.randn(40, D, generator=torch.Generator().manual_seed(11)))
 
@@ -356,7 +359,7 @@ def test_unknown_execution_is_named():
 def test_scaling_blocks_in_place_only_when_autograd_tracks_neither_input(dtype):
     """Inference scales the hidden layer in place; a trained router's weights on a frozen
     FFN still get their gradient, and the hidden layer stays untouched then."""
-    from emoe_cli.moe.dispatch import scale_blocks
+    from emoe_cli.engine.dispatch import scale_blocks
 
     h = torch.randn(4, 6, generator=torch.Generator().manual_seed(12)).to(dtype)
     scale = torch.randn(4, 3, dtype=dtype, requires_grad=True)

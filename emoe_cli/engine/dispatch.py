@@ -1,34 +1,6 @@
-"""Sparse, dropless execution of an EMoE layer: compute only the (token, expert) pairs chosen.
-
-The masked path runs the whole FFN and zeroes the unselected expert blocks, so it pays for
-every expert. Here the pairs that `route()` returned are grouped by expert (a stable sort),
-and each expert runs its own block of the (already permuted, hence contiguous) weights on
-just its tokens: a gather of those tokens, two small matrix products, and a scatter-add of
-the weighted result (staged, so one `index_add_` covers several experts). No capacity
-limit, so a skewed router (one expert taking nearly every token) only makes that expert's
-product taller. Pairs of weight 0 (tokens a router dropped)
-are skipped: they add nothing to the output.
-
-Real routing is skewed: a few experts receive most tokens. For those ("hot" experts,
-chosen by `group_by_expert`'s `hot_share`) gathering and scattering nearly every token
-costs more than computing the expert for all tokens and zeroing the ones that did not
-choose it, so their blocks are stacked into one wide masked product (the masked path,
-restricted to the hot experts), which also runs at the speed of a large product; its
-output, `b2` included, is the tensor the gathered experts are then added to in place.
-Hotness is decided per group of tokens that route alike (`moe/token_groups.py`): each group
-runs its own masked block, and a gathered expert gathers its pairs from every group at once.
-
-The gathered experts are cut into one contiguous run per core, each computed start to finish
-by its own single-threaded thread (`moe/expert_threads.py`), into its own sums.
-
-Where oneDNN runs the products (bf16/fp16 on CPUs that have them), each gathered expert's
-pairs are padded with pairs of weight 0 up to a multiple of a few dozen rows (`pad_pairs`):
-oneDNN builds a kernel per product shape, and padded row counts repeat from batch to batch.
-
-A custom autograd function keeps memory near the masked path's: it saves only the gathered
-experts' pre-activations ([pairs, expert_size], k/N of the dense intermediate), not the
-gathered token copies ([pairs, d], k times the input), and re-gathers those in the backward
-pass. The masked blocks are ordinary autograd, as the masked path is.
+"""Sparse, dropless execution of an EMoE layer: compute only the chosen (token, expert) pairs,
+since masking pays for every expert (design and measurements: `docs/performance.md`, "The sparse
+path").
 """
 
 from __future__ import annotations
@@ -43,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoe_cli.moe.expert_threads import run_each, runs, thread_count
-from emoe_cli.moe.token_groups import TokenSplit, one_group
+from emoe_cli.engine.expert_threads import run_each, runs, thread_count
+from emoe_cli.engine.token_groups import TokenSplit, one_group
 
 
 @dataclass
 class HotBlock:
-    """Experts computed as one masked block for a group of tokens (`moe/token_groups.py`)."""
+    """Experts computed as one masked block for a group of tokens (`engine/token_groups.py`)."""
 
     tokens: torch.Tensor | None  # the group's token indices; None: every token
     experts: list[int]
@@ -338,7 +310,7 @@ class _StagedIndexAdd:
     same rows added in batches of about 8 experts). So each expert's product is written
     straight into a staging buffer, as the `out=` of its matrix product, and the buffer is
     added whenever the next expert would not fit. Slots follow the pairs in order. With
-    several threads (`moe/expert_threads.py`) each has its own buffer, `1 / threads` of
+    several threads (`engine/expert_threads.py`) each has its own buffer, `1 / threads` of
     the size.
     """
 
@@ -370,7 +342,7 @@ class _StagedIndexAdd:
 
 @dataclass
 class _Runs:
-    """The gathered experts cut into one contiguous run per thread (`moe/expert_threads.py`),
+    """The gathered experts cut into one contiguous run per thread (`engine/expert_threads.py`),
     and where each expert's pairs start."""
 
     experts: list[int]  # the gathered experts, in order
@@ -412,7 +384,7 @@ class _Runs:
 
 class _SparseExperts(torch.autograd.Function):
     """Forward and backward of `sparse_ffn`, looping over the experts that have pairs, one
-    contiguous run of them per thread (`moe/expert_threads.py`)."""
+    contiguous run of them per thread (`engine/expert_threads.py`)."""
 
     @staticmethod
     def forward(ctx, x, token, weight, dispatch, act, w1, b1, w2, w_up, b_up, base, keep=None,

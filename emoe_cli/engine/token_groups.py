@@ -1,29 +1,5 @@
-"""Split a batch's tokens into groups that route alike, so each group masks its own hot experts.
-
-The sparse path (`moe/dispatch.py`) computes each expert one of two ways: gathered (its
-tokens only, at a premium per pair) or inside a masked block (every token, the ones that did
-not choose it zeroed). An expert chosen by about half the tokens is dear either way. Routing
-follows content, so the tokens that chose such an expert tend to agree on other experts too:
-split the batch by it, and within each part most experts are chosen by nearly all or nearly
-none of the tokens. Each part then runs its own masked block, while every gathered expert
-still gathers its pairs from all parts at once, so its products stay tall.
-
-The split is a small decision tree over the routing. For a group, every expert is a candidate
-("the tokens that chose e" against the rest); the modelled cost (`moe/execution.py`) of all
-candidates follows from one experts-by-experts co-occurrence count, so choosing costs about
-a millisecond per level for 4096 tokens (the layer takes 150 ms or more). A group is split
-by the best candidate only when the saving beats `SPLIT_COST` (moving the group's rows and
-one more masked product), and never into parts smaller than `MIN_GROUP_TOKENS` (their
-products would be too small to run at full speed).
-
-Measured when the split was added, before the gathered experts ran in two passes (BERT-base
-shapes, real MiniLM weights and routing, 4096 tokens, 15 interleaved rounds in one process,
-against the same code without splitting): 16/64 forward 1.99x -> 2.11-2.13x the dense
-FFN's speed, forward+backward 2.23x -> 2.31-2.33x; 32/64 forward 1.22x -> 1.23-1.24x,
-forward+backward 1.33x -> 1.36-1.38x. MiniLM's 24-wide experts gained nothing measurable.
-The model promises more (it assumes a gathered pair costs the same however few pairs an
-expert has), so `auto` chooses between masking and the sparse path on the whole batch's
-cost, not on the split's.
+"""Split a batch's tokens into groups that route alike, so each group masks its own hot experts and
+fewer experts are dear either way (measurements: `docs/performance.md`, "Token groups").
 """
 
 from __future__ import annotations
@@ -32,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emoe_cli.moe.execution import expert_costs
+from emoe_cli.engine.cost_model import expert_costs
 
 MAX_DEPTH = 2  # at most 2 ** MAX_DEPTH groups
 MIN_GROUP_TOKENS = 256
