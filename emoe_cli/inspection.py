@@ -37,6 +37,7 @@ from emoe_cli.analysis.conversion_view import (
 )
 from emoe_cli.config import check_group_choices, validate
 from emoe_cli.errors import UserError
+from emoe_cli.extras import require
 from emoe_cli.method import convert, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.convert import SPLITS, check_fits
@@ -176,6 +177,7 @@ def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], 
 
 @hydra.main(version_base="1.3", config_path="pkg://emoe_cli.conf", config_name="inspect")
 def main(cfg: DictConfig) -> None:
+    require(PROG, ("matplotlib",))  # here, so that --help and --cfg answer without it
     try:
         _, text = inspect(cfg, HydraConfig.get().runtime.output_dir)
     except UserError as error:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +47,8 @@ TESTS = [
 
 def floors(extras: list[str]) -> dict[str, str]:
     """`name -> floor` for every `>=` requirement of the base dependencies and `extras`."""
+    import tomllib  # Python >= 3.11, the interpreter running this script (not the venv's)
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     optional = project.get("optional-dependencies", {})
     unknown = [e for e in extras if e not in optional]
@@ -67,7 +68,8 @@ def default_python() -> str:
     """python3.10 (the requires-python floor) where this machine has it, else python3."""
     pyenv = Path.home() / ".pyenv" / "versions"
     for candidate in [shutil.which("python3.10"), *sorted(pyenv.glob("3.10*/bin/python3.10"))]:
-        if candidate and subprocess.run([str(candidate), "-V"], capture_output=True).returncode == 0:
+        works = candidate and subprocess.run([candidate, "-V"], capture_output=True).returncode == 0
+        if works:
             return str(candidate)
     return "python3"
 
