@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Install emoe with every dependency at its pyproject floor in a fresh venv, then run a real
-tiny experiment, emoe-report on it and the tests that touch version-sensitive calls, so a floor
+tiny sweep on the base install (no report extra: emoe-report must then refuse in one line),
+emoe-report on it with the extra, and the tests that touch version-sensitive calls, so a floor
 in pyproject.toml is one the code has been seen to work with (README "Dependencies").
 
 Run it with Python >= 3.11 (it reads pyproject.toml with tomllib); the venv it builds uses
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS = "minilm,report,test"  # everything the smoke run, the report and the tests import
+REPORT_ONLY = ("matplotlib", "tabulate")  # the report extra's libraries no base dependency pulls
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$")
 # What the venv's pytest runs: one file per version-sensitive call (see --help).
 TESTS = [
@@ -127,13 +129,27 @@ def main() -> None:
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    # Two methods x two seeds: emoe-report then has seed pairs to bootstrap.
+    uv = [str(bin_dir / "uv"), "pip", "--quiet"]
+    # The runs use the base install: the report extra's own libraries are taken out first.
+    step("base install", [*uv, "uninstall", "--python", str(bin_dir / "python"),
+                          *REPORT_ONLY], env=env)
+    # Two methods x two seeds: emoe-report then has seed pairs to compare.
     step("smoke run", [str(bin_dir / "emoe-run"), "-m", "experiment=quickstart", "debug=fast",
                        "method=dense,emoe", "seed=0,1", f"data.root={args.data_root}",
                        f"hydra.sweep.dir={work}/runs", f"trainer.checkpoint_dir={work}/ckpt",
                        f"sweep.index_dir={work}/index"], cwd=work, env=env)
-    step("report", [str(bin_dir / "emoe-report"), str(work / "runs"), "--out",
-                    str(work / "report"), "--resamples", "2000"], cwd=work, env=env)
+    report = [str(bin_dir / "emoe-report"), str(work / "runs"), "--out", str(work / "report"),
+              "--resamples", "2000"]
+    print(f"\n== report without the extra: {' '.join(report)}", flush=True)
+    done = subprocess.run(report, cwd=work, env=env, capture_output=True, text=True)
+    expected = f"emoe-report: error: needs {'/'.join(REPORT_ONLY)}; pip install 'emoe-cli[report]'"
+    if (done.returncode, done.stderr.strip()) != (2, expected):
+        sys.exit(f"check_floors: FAILED at report without the extra: exit {done.returncode}, "
+                 f"stderr {done.stderr.strip()!r}, not 2 and {expected!r}")
+    print(f"== report without the extra: exit 2, {expected}", flush=True)
+    step("report extra", [*uv, "install", "--python", str(bin_dir / "python"), "--constraint",
+                          str(venv / "constraints.txt"), *REPORT_ONLY], env=env)
+    step("report", report, cwd=work, env=env)
     paired = (work / "report" / "paired.csv").read_text().strip().splitlines()
     if len(paired) < 2:
         sys.exit("check_floors: FAILED at report: paired.csv has no method-vs-dense row")
