@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoe_cli.config import check_group_choices, validate
 from emoe_cli.errors import UserError
+from emoe_cli.extras import require
 from emoe_cli.moe.choices import SPLITS
 from emoe_cli.moe.layers import LAYER_RULES, resolve_layers
 from emoe_cli.preflight import exit_on_bad_command_line
@@ -188,6 +189,7 @@ def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], 
 
 @hydra.main(version_base="1.3", config_path="pkg://emoe_cli.conf", config_name="inspect")
 def main(cfg: DictConfig) -> None:
+    require(PROG, ("matplotlib",))  # here, so that --help and --cfg answer without it
     try:
         _, text = inspect(cfg, HydraConfig.get().runtime.output_dir)
     except UserError as error:

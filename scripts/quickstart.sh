@@ -4,6 +4,6 @@
 # ../shared/data). Extra arguments are Hydra overrides, e.g. `moe=dense`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh minilm
+bash scripts/setup_env.sh minilm,report  # report: emoe-report on the results afterwards
 . .venv/bin/activate
 emoe-run experiment=quickstart "$@"

@@ -4,7 +4,7 @@
 # TORCH_SPEC (e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-minilm}"
+extras="${1:-minilm,report}"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

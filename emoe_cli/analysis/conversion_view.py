@@ -7,7 +7,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure  # no pyplot: files only, no display or global state
 
 from emoe_cli.analysis.conversion_table import InspectRow
 
@@ -64,6 +63,10 @@ def write_csv(rows: list[InspectRow], path: Path) -> Path:
 
 def plot_heatmap(rows: list[InspectRow], path: Path) -> Path:
     """A panel per (shown column, split): layer sets down, k across, the value in each cell."""
+    # no pyplot: files only, no display or global state; imported here because matplotlib is
+    # the `report` extra, which emoe-inspect checks for before it converts anything
+    from matplotlib.figure import Figure
+
     splits = list(dict.fromkeys(r.split for r in rows))
     sets, ks, _ = grid(rows, "kept_share", splits[0])
     figure = Figure(figsize=(1.2 + 1.1 * len(ks) * len(splits) + 1.5 * len(splits),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from emoe_cli.analysis.routing import ROUTING_FILE
 from emoe_cli.errors import UserError
+from emoe_cli.extras import require
 
 USAGE_CSV, SUMMARY_CSV = "routing_usage.csv", "routing_summary.csv"
 USAGE_PNG, SHIFT_PNG = "routing_usage.png", "routing_train_vs_test.png"
@@ -180,6 +181,7 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", help="a run's output folder holding routing.json")
     parser.add_argument("--out", help="where to write (default: RUN_DIR/routing)")
     args = parser.parse_args(argv)
+    require("emoe-routing", ("matplotlib",))
     try:
         paths = write_report(args.run_dir, args.out)
     except UserError as error:

@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 from emoe_cli.errors import UserError, warnings_to_stderr
-from emoe_cli.report import plots, render, tables
-from emoe_cli.report.runs import flat_runs, load_runs
+from emoe_cli.extras import require
 
 
 def build_report(folders: list[str], out: Path, resamples: int = 10_000) -> str:
     """Write CSV, Markdown, LaTeX and figure (PNG, PDF, SVG) files to `out`; return the
     Markdown."""
+    # imported here: they need the `report` extra, which main() checks for first
+    from emoe_cli.report import plots, render, tables
+    from emoe_cli.report.runs import flat_runs, load_runs
+
     runs = load_runs(folders)
     if runs.empty:
         raise UserError(f"emoe-report: no completed results.json under {', '.join(folders)}")
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resamples", type=int, default=10_000,
                         help="bootstrap resamples for the paired intervals")
     args = parser.parse_args(argv)
+    require("emoe-report")
     warnings_to_stderr("emoe-report")  # a skipped file is one line, not silence
     try:
         markdown = build_report(args.folders, Path(args.out), args.resamples)
