@@ -106,7 +106,8 @@ class Trackers(NullTracker):
                 for name, build in pending:
                     tracker = build()
                     tracker.main_process_only = False  # only the main process tracks
-                    tracker.start()
+                    if hasattr(tracker, "start"):  # accelerate 1.1 starts it in __init__
+                        tracker.start()
                     self.trackers.append(tracker)
                     if name == "mlflow":  # wandb has the config from its init; csv and
                         tracker.store_init_configuration(flat_config(self.config))  # tb: .hydra

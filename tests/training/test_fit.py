@@ -146,7 +146,7 @@ def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resum
     start; with `true` it ends as the interrupted run (seed 0) would have."""
     cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
                                         "checkpoint_dir": str(tmp_path)}})
-    record = SimpleNamespace(extra={"identity": "run"})
+    record = SimpleNamespace(extra={"identity": "run"}, config={})
     # the same data both times (the fingerprint itself is tested in test_fingerprint.py)
     monkeypatch.setattr(runner, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
     with pytest.raises(RunInterrupted):
