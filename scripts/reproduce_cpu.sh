@@ -2,7 +2,7 @@
 # A small but real grid on a laptop CPU: all-MiniLM-L6-v2 fine-tuned on 1,000 SST-2
 # sentences (1 epoch, batch 16, lr 1e-4), evaluated on 200 SST-2 dev sentences and 200
 # each of IMDB, Yelp and Amazon (OOD); dense vs EMoE vs EMoE-learn vs GMoE-style, 3 seeds
-# = 12 runs, then the emoe-report table. Measured: 12 min 40 s on 2 idle cores (README
+# = 12 runs, then the emoe-report table. Measured: 12 min 40 s on 2 idle cores (docs/evidence.md
 # "CPU reproduction"). Overrides resize it; larger runs separate the methods better.
 # Re-running it skips the runs already completed (delete outputs/reproduce_cpu and
 # outputs/index to start over).

@@ -58,7 +58,7 @@ def test_table_shape_follows_layers_ks_and_splits():
 def test_inspect_writes_the_table_on_real_minilm(minilm2_dir, shared_data, tmp_path):
     # profile=clean: the split's own property. Under official, token dropping at capacity
     # 1.5 on these 8 sentences drops more of the clustered (more concentrated) routing, and
-    # layer 0 then keeps less than random (0.07 vs 0.12 at k = 2; README "Conversion").
+    # layer 0 then keeps less than random (0.07 vs 0.12 at k = 2; docs/conversion.md).
     cfg = inspect_config(["experiment=quickstart", f"data.root={shared_data}", "profile=clean",
                           f"model.name_or_path={minilm2_dir}", "data.max_train_samples=64",
                           "moe.layers=[1]", "moe.num_experts=16", "inspect.top_k=range(2,7,4)",

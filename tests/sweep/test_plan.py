@@ -10,7 +10,7 @@ from emoe_cli.sweep.index import add_completed
 from emoe_cli.sweep.plan import job_config, planned_runs
 from tests.helpers import assert_one_line_error
 
-# Hand counts of the grids that mirror the paper's tables (README "Sweeps"):
+# Hand counts of the grids that mirror the paper's tables (docs/protocols.md "The paper's grids"):
 # tasks × methods × (other axes) × learning rates × seeds.
 PAPER = {
     "glue_bert_base": 8 * 5 * 3 * 3,              # full fine-tuning: 5 methods
