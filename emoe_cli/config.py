@@ -9,9 +9,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.errors import UserError
-from emoe_cli.moe.choices import ROUTER_NAMES, check_routing
+from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.schema import check_schemas
+from emoe_cli.schema import GATE_SCHEMAS, check_schemas
 from emoe_cli.tracking import check_loggers
 from emoe_cli.training.lora_settings import validate_lora
 
@@ -83,7 +83,7 @@ def validate(cfg: DictConfig) -> None:
     Types and ranges come from the schemas (emoe_cli.schema); what spans several keys or
     needs the file system is checked here.
     """
-    _require(cfg.gate.name in ROUTER_NAMES, "gate", cfg.gate.name, ", ".join(sorted(ROUTER_NAMES)))
+    _require(cfg.gate.name in GATE_SCHEMAS, "gate", cfg.gate.name, ", ".join(sorted(GATE_SCHEMAS)))
     check_schemas(cfg)
     run_profile(cfg)
     if cfg.data.root is not None:
