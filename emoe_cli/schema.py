@@ -299,6 +299,21 @@ class EvalSchema:
 
 
 @dataclass
+class InspectSchema:
+    """`inspect.*`: what emoe-inspect tabulates (conf/inspect.yaml)."""
+
+    # a list of k (or range(8,33,8)); null: moe.top_k halved, as is, doubled (within 1..N);
+    # checked against the model's N in inspection.top_ks; no source fixes it
+    top_k: Any = None
+    # blocks converted one at a time: all, a rule (even, last_half, ...) or a list; checked
+    # against the model's depth in inspection.inspect_layers; no source fixes it
+    layers: Any = "all"
+    # first training examples measured on (runs use moe.receipt_batch_size); no source fixes it
+    batch_size: int = field(default=64, metadata=at_least(1))
+    contrast: bool = True  # also measure the other moe.split (random next to cluster), Sec. 4
+
+
+@dataclass
 class RunSchema:
     """The root keys (the root stays open for `+extra.<name>`, so checked only; config.yaml
     holds the default)."""
@@ -316,7 +331,8 @@ GATE_SCHEMAS = {schema.name: schema for schema in
                 (AvgKGateSchema, LearnedGateSchema, CosineGateSchema)}
 # What Hydra composes: `- /schema/<name>@_here_` in a preset's defaults list.
 STORED = {"trainer": TrainerSchema, "data": DataSchema, "eval": EvalSchema,
-          "profile": ProfileSchema, "moe/emoe": MoESchema, "moe/dense": DenseSchema,
+          "inspect": InspectSchema, "profile": ProfileSchema, "moe/emoe": MoESchema,
+          "moe/dense": DenseSchema,
           **{f"gate/{name}": schema for name, schema in GATE_SCHEMAS.items()}}
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
