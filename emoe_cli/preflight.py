@@ -196,6 +196,10 @@ def composition_message(error: Exception) -> str:
     if refusal is not None:  # a value of the wrong type for a structured config
         return refusal
     text = str(error)
+    removed = re.match(r"Error merging override ~(\S+)", text)
+    if removed and "does not support deletion" in str(error.__cause__):
+        key = removed.group(1)  # a key of a structured config (emoe_cli/schema.py)
+        return f"~{key}: {key} is a typed setting, which cannot be removed; valid: {key}=<value>"
     for pattern, kind in PATTERNS:
         match = pattern.search(text)
         if not match:

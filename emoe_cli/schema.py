@@ -1,12 +1,14 @@
 """The config groups as Hydra structured configs: every default once, with its valid range.
 
-Each dataclass is stored in Hydra's ConfigStore (`register_schemas`, run when `emoe_cli.conf`
-is imported) and pulled in by its preset's defaults list (`- /schema/trainer@_here_`), so the
-YAML presets only override. Hydra refuses a value of the wrong type while composing; ranges
-and choices, which OmegaConf cannot express, sit in each field's metadata and are checked on
-the composed config (`check_schemas`), so a bad value is one line naming the key, the value
-and what is valid. Numbers are typed `Number` (any): OmegaConf would store `0` as `0.0` and so
-change the value a run records and its identity; their metadata checks that they are numbers.
+Each dataclass in STORED is kept in Hydra's ConfigStore (`register_schemas`, run when
+`emoe_cli.conf` is imported) and pulled in by its preset's defaults list
+(`- /schema/trainer@_here_`), so the YAML presets only override. The others (model, gates,
+the root's seed) are checked only, their values living in their presets. Hydra refuses a
+value of the wrong type while composing; ranges and choices, which OmegaConf cannot express,
+sit in each field's metadata and are checked on the composed config (`check_schemas`), so a
+bad value is one line naming the key, the value and what is valid. Numbers are typed
+`Number` (any): OmegaConf would store `0` as `0.0` and so change the value a run records and
+its identity; their metadata checks that they are numbers.
 """
 
 import math
@@ -19,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import MODES, SELECTIONS, SELECTS, SPLITS
+from emoe_cli.training.lora_settings import LORA_MODES
 
 Number = Any  # an int or a float, kept as written (see the module docstring)
 
@@ -50,8 +53,8 @@ def non_negative(description: str = "a number >= 0") -> dict:
     return number(description, lambda v: v >= 0)
 
 
-def positive() -> dict:
-    return number("a positive number", lambda v: v > 0)
+def positive(description: str = "a positive number") -> dict:
+    return number(description, lambda v: v > 0)
 
 
 def positive_finite() -> dict:
@@ -64,8 +67,9 @@ def unit_interval(upper_open: bool = False) -> dict:
                   lambda v: 0 <= v < 1 if upper_open else 0 <= v <= 1)
 
 
-def one_of(*choices: str) -> dict:
-    return check(", ".join(choices), lambda v: v in choices)
+def one_of(*choices: str, verdict: str = "invalid") -> dict:
+    """`verdict`: the message's word for a value not among `choices` (`is unknown`)."""
+    return {**check(", ".join(choices), lambda v: v in choices), "verdict": verdict}
 
 
 def optional(meta: dict) -> dict:
@@ -195,59 +199,83 @@ class DenseSchema:
     execution: str | None = None  # no experts: nothing to execute sparsely
 
 
+# The gates are checked, not composed from a schema: `~gate.method` (a gate without a method
+# name) must stay possible, and OmegaConf cannot delete a key of a structured config. So a
+# gate's values live in its preset, and these say only what each must be.
 @dataclass
 class AvgKGateSchema:
-    """`gate=avg_k`: EMoE's gate: expert key = mean of its key rows; not trained, refreshed
-    after each step."""
+    """`gate=avg_k`: EMoE's gate (conf/gate/avg_k.yaml holds the values)."""
 
-    name: str = "avg_k"
-    method: str = "emoe"
-    # key <- m * key + (1 - m) * mean(rows)
-    momentum: Number = field(default=0.0, metadata=unit_interval(upper_open=True))
-    normalize: bool = False  # L2-normalise the expert keys
-    # null: dropless; 1.5: the original's token dropping (1.5x an even share)
-    capacity_factor: Number = field(default=None, metadata=optional(positive()))
+    name: str = MISSING
+    method: str = MISSING
+    momentum: Number = field(default=MISSING, metadata=unit_interval(upper_open=True))
+    normalize: bool = MISSING
+    capacity_factor: Number = field(default=MISSING, metadata=optional(positive()))
 
 
 @dataclass
 class LearnedGateSchema:
-    """`gate=learned`: EMoE-learn: a trained router (initialised from the expert keys),
-    softmax top-k weights, gate noise during training and a load-balancing loss, as in the
-    original scripts."""
+    """`gate=learned`: EMoE-learn's trained router (conf/gate/learned.yaml)."""
 
-    name: str = "learned"
-    method: str = "emoe_learn"
-    init: str = field(default="keys", metadata=one_of("keys", "random"))
-    # std of the training-time logit noise (the original uses 1/N)
-    noise: Number = field(default=0.015625, metadata=non_negative())
-    aux_loss_weight: Number = field(default=0.01, metadata=non_negative())
-    # null: dropless; 1.5: the original's token dropping (1.5x an even share)
-    capacity_factor: Number = field(default=None, metadata=optional(positive()))
+    name: str = MISSING
+    method: str = MISSING
+    init: str = field(default=MISSING, metadata=one_of("keys", "random"))
+    noise: Number = field(default=MISSING, metadata=non_negative())
+    aux_loss_weight: Number = field(default=MISSING, metadata=non_negative())
+    capacity_factor: Number = field(default=MISSING, metadata=optional(positive()))
 
 
 @dataclass
 class CosineGateSchema:
-    """`gate=cosine`: GMoE's cosine router (also EMoE-learn's: the official `--gate_type
-    cosine_top`), as the official Tutel gate builds it (tutel/tutel/gates/cosine_top.py:8-34):
-    a projection with bias, cosine to expert embeddings drawn from N(0, 0.01), a learned
-    temperature; softmax top-k weights (tutel/tutel/impls/fast_dispatch.py:148,170-172) and a
-    balancing loss."""
+    """`gate=cosine`: GMoE's cosine router (conf/gate/cosine.yaml, with each value's source)."""
 
-    name: str = "cosine"
-    method: str = "gmoe"
-    proj_dim: int = field(default=256, metadata=at_least(1))  # cosine_top.py:8 (proj_dim=256)
-    # initial temperature: cosine_top.py:8 (init_t=0.5), floor 0.01 (:15)
-    temperature: Number = field(default=0.5, metadata=positive())
-    # the official gate noise (1/N, moe_layer.py:274-275) is the profile's
-    noise: Number = field(default=0.0, metadata=non_negative())
-    # Language/search_glue_no_trainer.py:229 (--aux_loss_weight 0.01)
-    aux_loss_weight: Number = field(default=0.01, metadata=non_negative())
-    # null: dropless (no source: the official drops through profile.token_dropping); 1.5:
-    # GShard-order dropping under profile=clean
-    capacity_factor: Number = field(default=None, metadata=optional(positive()))
-    # GMoE presets set it (README.md:34, 55); > 1: each expert its own copy of that many
-    # groups (moe_utils.py:110-124)
-    expert_repeat: int = field(default=1, metadata=at_least(1))
+    name: str = MISSING
+    method: str = MISSING
+    proj_dim: int = field(default=MISSING, metadata=at_least(1))
+    temperature: Number = field(default=MISSING, metadata=positive())
+    noise: Number = field(default=MISSING, metadata=non_negative())
+    aux_loss_weight: Number = field(default=MISSING, metadata=non_negative())
+    capacity_factor: Number = field(default=MISSING, metadata=optional(positive()))
+    expert_repeat: int = field(default=MISSING, metadata=at_least(1))
+
+
+@dataclass
+class LoraOffSchema:
+    """`lora=none`: the moe and gate groups decide what is fine-tuned."""
+
+    enabled: bool = False
+    mode: str | None = None
+
+
+@dataclass
+class LoraSchema:
+    """`lora=standard` and `lora=emoe`: the paper's LoRA settings (the official PEFT script,
+    Language/search_glue_no_trainer_peft.py); each preset names its mode."""
+
+    enabled: bool = True
+    mode: str = field(default=MISSING, metadata=one_of(*LORA_MODES, verdict="unknown"))
+    # search_glue_no_trainer_peft.py:255 (--lora_r 8)
+    r: int = field(default=8, metadata=check("a positive integer", lambda v: v >= 1))
+    # search_glue_no_trainer_peft.py:425 (lora_alpha=16)
+    alpha: Number = field(default=16, metadata=positive())
+    # search_glue_no_trainer_peft.py:425 (lora_dropout=0.1)
+    dropout: Number = field(default=0.1, metadata=unit_interval(upper_open=True))
+    # trainable non-adapter, non-head parameters at lr / 10 (search_glue_no_trainer_peft.py:
+    # 617-637)
+    slow_lr_scale: Number = field(default=0.1, metadata=positive(
+        "a positive number (0.1: the official PEFT script's lr / 10)"))
+    # true: also train what lies outside the blocks but the embeddings (peft.py:442-491)
+    train_outside_blocks: bool = False
+    # blocks fully fine-tuned next to the adapters (official: [44] with
+    # --tune_moe_layers_only, Language/README.md:52-55)
+    train_blocks: Any = field(default_factory=list)
+
+
+@dataclass
+class LoraLayersSchema(LoraSchema):
+    """`lora=moe_layers`: LoRA on the blocks in `layers` only."""
+
+    layers: Any = "${model.moe_layers}"  # a list of block indices or a rule, as moe.layers
 
 
 @dataclass
@@ -327,13 +355,13 @@ GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSch
                  "moe": MoESchema, "profile": ProfileSchema, "eval": EvalSchema}
 # The gates there are: gate.name -> its options. A new gate adds its schema here, its router
 # class to moe/routers.py and its preset conf/gate/<name>.yaml.
-GATE_SCHEMAS = {schema.name: schema for schema in
-                (AvgKGateSchema, LearnedGateSchema, CosineGateSchema)}
+GATE_SCHEMAS = {"avg_k": AvgKGateSchema, "learned": LearnedGateSchema,
+                "cosine": CosineGateSchema}
 # What Hydra composes: `- /schema/<name>@_here_` in a preset's defaults list.
 STORED = {"trainer": TrainerSchema, "data": DataSchema, "eval": EvalSchema,
           "inspect": InspectSchema, "profile": ProfileSchema, "moe/emoe": MoESchema,
-          "moe/dense": DenseSchema,
-          **{f"gate/{name}": schema for name, schema in GATE_SCHEMAS.items()}}
+          "moe/dense": DenseSchema, "lora/none": LoraOffSchema, "lora/adapters": LoraSchema,
+          "lora/moe_layers": LoraLayersSchema}
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -376,11 +404,11 @@ def check_node(node: DictConfig, prefix: str, schema: type) -> None:
             continue
         if not spec.metadata["test"](typed[spec.name]):
             raise UserError(invalid(prefix + spec.name, values[spec.name],
-                                    spec.metadata["valid"]))
+                                    spec.metadata["valid"], spec.metadata.get("verdict")))
 
 
-def invalid(key: str, value, valid: str) -> str:
-    return f"{key}={value!r} is invalid; valid: {valid}"
+def invalid(key: str, value, valid: str, verdict: str | None = None) -> str:
+    return f"{key}={value!r} is {verdict or 'invalid'}; valid: {valid}"
 
 
 def expected(schema: type, key: str) -> str:

@@ -82,8 +82,8 @@ def test_a_wrong_type_is_refused_while_composing_with_the_same_line():
 
 
 def test_numbers_stay_as_written_so_a_run_identity_does_not_move():
-    cfg = compose_config(["trainer.weight_decay=0", "gate.momentum=0"])
-    assert type(cfg.trainer.weight_decay) is int and type(cfg.gate.momentum) is int
+    cfg = compose_config(["trainer.weight_decay=0", "moe.noise_lambda=0"])
+    assert type(cfg.trainer.weight_decay) is int and type(cfg.moe.noise_lambda) is int
 
 
 def test_presets_only_override_the_schema_defaults_they_pull_in():
