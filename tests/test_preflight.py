@@ -125,3 +125,11 @@ def test_every_conf_folder_is_a_checked_group():
     groups = config_groups()
     assert {"method", "ingredient", "model", "experiment", "hydra/launcher"} <= set(groups)
     assert not any(group.startswith("_") for group in groups)
+
+
+def test_removing_a_typed_key_is_one_line_and_a_gate_key_can_still_be_removed():
+    """Structured configs (emoe_cli/schema.py) cannot lose a key: say so in one line."""
+    found = problem("~trainer.lr")
+    assert found == ("~trainer.lr: trainer.lr is a typed setting, which cannot be removed; "
+                     "valid: trainer.lr=<value>")
+    assert problem("~gate.method") is None
