@@ -3,12 +3,12 @@
 Each dataclass in STORED is kept in Hydra's ConfigStore (`register_schemas`, run when
 `emoe_cli.conf` is imported) and pulled in by its preset's defaults list
 (`- /schema/trainer@_here_`), so the YAML presets only override. The others (model, gates,
-the root's seed) are checked only, their values living in their presets. Hydra refuses a
-value of the wrong type while composing; ranges and choices, which OmegaConf cannot express,
-sit in each field's metadata and are checked on the composed config (`check_schemas`), so a
-bad value is one line naming the key, the value and what is valid. Numbers are typed
-`Number` (any): OmegaConf would store `0` as `0.0` and so change the value a run records and
-its identity; their metadata checks that they are numbers.
+eval, the root's seed) are checked only, their values living in their presets. Hydra
+refuses a value of the wrong type while composing; ranges and choices, which OmegaConf
+cannot express, sit in each field's metadata and are checked on the composed config
+(`check_schemas`), so a bad value is one line naming the key, the value and what is valid.
+Numbers are typed `Number` (any): OmegaConf would store `0` as `0.0` and so change the value
+a run records and its identity; their metadata checks that they are numbers.
 """
 
 import math
@@ -318,12 +318,11 @@ class ProfileSchema:
 
 @dataclass
 class EvalSchema:
-    """`eval.*`: what evaluation keeps beside results.json (emoe-run and emoe-eval; README
-    "Evaluating saved models")."""
+    """`eval.*` (emoe-run and emoe-eval): checked only, its value in config.yaml. A run handed
+    a composed config with a bad value must still leave a failed record (tests/evaluation),
+    which a refusal while composing would not."""
 
-    # true: predictions/id.jsonl and predictions/ood.<set>.jsonl, one line per example
-    # (label, prediction, logits); no source fixes it
-    save_predictions: bool = False
+    save_predictions: bool = MISSING
 
 
 @dataclass
@@ -358,9 +357,9 @@ GROUP_SCHEMAS = {"trainer": TrainerSchema, "data": DataSchema, "model": ModelSch
 GATE_SCHEMAS = {"avg_k": AvgKGateSchema, "learned": LearnedGateSchema,
                 "cosine": CosineGateSchema}
 # What Hydra composes: `- /schema/<name>@_here_` in a preset's defaults list.
-STORED = {"trainer": TrainerSchema, "data": DataSchema, "eval": EvalSchema,
-          "inspect": InspectSchema, "profile": ProfileSchema, "moe/emoe": MoESchema,
-          "moe/dense": DenseSchema, "lora/none": LoraOffSchema, "lora/adapters": LoraSchema,
+STORED = {"trainer": TrainerSchema, "data": DataSchema, "inspect": InspectSchema,
+          "profile": ProfileSchema, "moe/emoe": MoESchema, "moe/dense": DenseSchema,
+          "lora/none": LoraOffSchema, "lora/adapters": LoraSchema,
           "lora/moe_layers": LoraLayersSchema}
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
