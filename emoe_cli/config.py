@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.schema import GATE_SCHEMAS, LoraSchema, check_node, check_schemas
+from emoe_cli.schema import LoraSchema, check_node, check_schemas
 from emoe_cli.tracking import check_loggers
 from emoe_cli.training.lora_settings import lora_enabled
 
@@ -89,7 +89,6 @@ def validate(cfg: DictConfig) -> None:
     Types and ranges come from the schemas (emoe_cli.schema); what spans several keys or
     needs the file system is checked here.
     """
-    _require(cfg.gate.name in GATE_SCHEMAS, "gate", cfg.gate.name, ", ".join(sorted(GATE_SCHEMAS)))
     check_schemas(cfg)
     run_profile(cfg)
     if cfg.data.root is not None:

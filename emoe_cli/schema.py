@@ -374,6 +374,8 @@ def register_schemas() -> None:
 
 def check_schemas(cfg: DictConfig) -> None:
     """Raise `UserError` for the first value of the wrong type or out of its range."""
+    if cfg.gate.name not in GATE_SCHEMAS:
+        raise UserError(invalid("gate", cfg.gate.name, ", ".join(sorted(GATE_SCHEMAS))))
     check_node(cfg, "", RunSchema)
     for group, schema in GROUP_SCHEMAS.items():
         if group == "moe" and not cfg.moe.enabled:
