@@ -1,4 +1,10 @@
-"""Checks on the composed config, so user mistakes surface as one clear line."""
+"""Checks on the composed config, so user mistakes surface as one clear line.
+
+What one key alone must be is in its schema (`emoe_cli/schema.py`); this module holds every
+check that spans keys or groups, or needs the file system, so there is one place to look.
+The model's own guards (`moe/choices.check_routing`, `moe/profile.check_values`) serve the
+Python API too; the config checks call them rather than repeat them.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.errors import UserError
-from emoe_cli.moe.choices import ROUTER_NAMES, check_routing
+from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.schema import check_schemas
+from emoe_cli.schema import LoraSchema, check_node, check_schemas
 from emoe_cli.tracking import check_loggers
-from emoe_cli.training.lora_settings import validate_lora
+from emoe_cli.training.lora_settings import lora_enabled
 
 
 @cache
@@ -83,7 +89,6 @@ def validate(cfg: DictConfig) -> None:
     Types and ranges come from the schemas (emoe_cli.schema); what spans several keys or
     needs the file system is checked here.
     """
-    _require(cfg.gate.name in ROUTER_NAMES, "gate", cfg.gate.name, ", ".join(sorted(ROUTER_NAMES)))
     check_schemas(cfg)
     run_profile(cfg)
     if cfg.data.root is not None:
@@ -124,3 +129,16 @@ def validate_moe(cfg: DictConfig) -> None:
         check_routing(cfg.gate.name, moe.select, cfg.gate.get("capacity_factor"))
     except ValueError as error:
         raise UserError(f"moe.select / gate.capacity_factor: {error}") from None
+
+
+def validate_lora(cfg: DictConfig) -> None:
+    """The `lora` group's values, and its mode against the `moe` choice."""
+    if not lora_enabled(cfg):
+        return
+    check_node(cfg.lora, "lora.", LoraSchema)
+    if cfg.lora.mode == "emoe" and not cfg.moe.enabled:
+        raise UserError("lora=emoe tunes the converted layers, but moe=dense converts none; "
+                        "valid: moe=emoe, or lora=moe_layers for the dense baseline")
+    if cfg.lora.mode == "moe_layers" and cfg.moe.enabled:
+        raise UserError("lora=moe_layers is the dense baseline, but moe is enabled; valid: "
+                        "lora=emoe (EMoE + LoRA on the converted layers), or moe=dense")

@@ -19,9 +19,9 @@ import copy
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,7 +33,7 @@ from emoe_cli.extras import require
 from emoe_cli.moe.choices import SPLITS
 from emoe_cli.moe.layers import LAYER_RULES, resolve_layers
 from emoe_cli.preflight import exit_on_bad_command_line
-from emoe_cli.schema import at_least, check_node
+from emoe_cli.schema import InspectSchema, check_node
 
 if TYPE_CHECKING:
     from emoe_cli.analysis.conversion_table import InspectRow
@@ -44,14 +44,6 @@ OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_ca
 PROG = "emoe-inspect"
 USER_ERROR_EXIT = 2
 LISTS = ("top_k", "layers")  # keys that take a list, so a range or a comma sweep becomes one
-
-
-@dataclass
-class InspectSchema:
-    top_k: Any = None  # checked against the model's N in `top_ks`
-    layers: Any = "all"  # checked against the model's depth in `inspect_layers`
-    batch_size: int = field(default=64, metadata=at_least(1))
-    contrast: bool = True
 
 
 KEYS = tuple(spec.name for spec in fields(InspectSchema))

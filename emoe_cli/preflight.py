@@ -190,7 +190,16 @@ PATTERNS = [
 
 def composition_message(error: Exception) -> str:
     """Hydra's composition error as one line naming the key and what would be valid."""
+    from emoe_cli.schema import composition_refusal
+
+    refusal = composition_refusal(error)
+    if refusal is not None:  # a value of the wrong type for a structured config
+        return refusal
     text = str(error)
+    removed = re.match(r"Error merging override ~(\S+)", text)
+    if removed and "does not support deletion" in str(error.__cause__):
+        key = removed.group(1)  # a key of a structured config (emoe_cli/schema.py)
+        return f"~{key}: {key} is a typed setting, which cannot be removed; valid: {key}=<value>"
     for pattern, kind in PATTERNS:
         match = pattern.search(text)
         if not match:
@@ -247,7 +256,8 @@ def closest(key: str) -> str:
 
 @cache
 def known_keys() -> dict[str, dict]:
-    """Every key path some YAML under conf/ defines: {path: {"from": {"group=choice"},
+    """Every key path some YAML under conf/ defines, itself or through the structured config
+    it pulls in (`/schema/...`): {path: {"from": {"group=choice"},
     "mapping": whether it ever holds a mapping, "primary": whether config.yaml (or another
     primary config) defines it}}."""
     import yaml
@@ -258,7 +268,8 @@ def known_keys() -> dict[str, dict]:
         package = package_of(text, group)
         if package is None:
             continue
-        for path, value in flatten(yaml.safe_load(text) or {}, package):
+        data = yaml.safe_load(text) or {}
+        for path, value in [*schema_keys(data, package), *flatten(data, package)]:
             entry = index.setdefault(path, {"from": set(), "mapping": False, "primary": False})
             entry["from" if group else "primary"] = (
                 entry["from"] | {f"{group}={name}"} if group else True)
@@ -282,6 +293,22 @@ def package_of(text: str, group: str) -> str | None:
     package = package.replace("_group_", group.replace("/", "."))
     package = "" if package == "_global_" else package.removeprefix("_global_.")
     return None if package.split(".")[0] == "hydra" else package
+
+
+def schema_keys(data: dict, package: str) -> Iterable[tuple[str, object]]:
+    """The keys of the structured configs a preset's defaults list pulls in
+    (`- /schema/trainer@_here_` in trainer/default.yaml: trainer.lr, ...)."""
+    from dataclasses import fields
+
+    from emoe_cli.schema import STORED
+
+    for entry in data.get("defaults") or []:
+        if not (isinstance(entry, str) and entry.startswith("/schema/")):
+            continue
+        name, _, at = entry.removeprefix("/schema/").partition("@")
+        place = package if at in ("", "_here_") else ".".join(filter(None, [package, at]))
+        for spec in fields(STORED[name]):
+            yield f"{place}.{spec.name}" if place else spec.name, None
 
 
 def flatten(data: dict, prefix: str) -> Iterable[tuple[str, object]]:

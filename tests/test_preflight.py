@@ -125,3 +125,18 @@ def test_every_conf_folder_is_a_checked_group():
     groups = config_groups()
     assert {"method", "ingredient", "model", "experiment", "hydra/launcher"} <= set(groups)
     assert not any(group.startswith("_") for group in groups)
+
+
+def test_removing_a_typed_key_is_one_line_and_a_gate_key_can_still_be_removed():
+    """Structured configs (emoe_cli/schema.py) cannot lose a key: say so in one line."""
+    found = problem("~trainer.lr")
+    assert found == ("~trainer.lr: trainer.lr is a typed setting, which cannot be removed; "
+                     "valid: trainer.lr=<value>")
+    assert problem("~gate.method") is None
+
+
+def test_a_type_hydra_refuses_while_composing_is_the_schema_line():
+    assert problem("trainer.epochs=abc") == (
+        "trainer.epochs='abc' is invalid; valid: an integer >= 1")
+    assert problem("lora=standard", "lora.r=x") == (
+        "lora.r='x' is invalid; valid: a positive integer")

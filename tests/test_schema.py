@@ -1,6 +1,9 @@
 """Every kind of bad config value is caught before any work, in one line naming the key."""
 
+from pathlib import Path
+
 import pytest
+from omegaconf import OmegaConf
 
 from emoe_cli.config import check_group_choices, validate
 from emoe_cli.errors import UserError
@@ -63,3 +66,49 @@ def test_the_shipped_presets_pass_and_the_same_presets_with_a_bad_value_do_not()
 ])
 def test_unknown_presets_are_named_with_the_valid_ones(override, message):
     assert message in check_group_choices([override])
+
+
+def test_a_wrong_type_is_refused_while_composing_with_the_same_line():
+    from hydra import compose, initialize_config_module
+
+    from emoe_cli.schema import TrainerSchema, composition_refusal
+
+    with initialize_config_module("emoe_cli.conf", version_base="1.3"):
+        assert OmegaConf.get_type(compose("config").trainer) is TrainerSchema
+        with pytest.raises(Exception) as error:  # Hydra's own exception: before validate
+            compose("config", overrides=["trainer.epochs=abc"])
+    assert composition_refusal(error.value) == (
+        "trainer.epochs='abc' is invalid; valid: an integer >= 1")
+
+
+def test_numbers_stay_as_written_so_a_run_identity_does_not_move():
+    cfg = compose_config(["trainer.weight_decay=0", "moe.noise_lambda=0"])
+    assert type(cfg.trainer.weight_decay) is int and type(cfg.moe.noise_lambda) is int
+
+
+def test_presets_only_override_the_schema_defaults_they_pull_in():
+    """A default lives once, in emoe_cli/schema.py: a preset that restates one is a second
+    copy that would silently disagree the day the schema's changes."""
+    from dataclasses import MISSING, fields
+    from importlib import resources
+
+    import yaml
+
+    from emoe_cli.schema import STORED
+
+    conf = resources.files("emoe_cli.conf")
+    pulled = 0
+    for path in sorted(Path(str(conf)).rglob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        for entry in data.get("defaults") or []:
+            if not (isinstance(entry, str) and entry.startswith("/schema/")):
+                continue
+            pulled += 1
+            name, _, at = entry.removeprefix("/schema/").partition("@")
+            body = data if at == "_here_" else data.get(at) or {}
+            for spec in fields(STORED[name]):
+                default = spec.default if spec.default is not MISSING else None
+                if spec.name in body:
+                    assert body[spec.name] != default or type(body[spec.name]) is not type(
+                        default), f"{path.name}: {spec.name}: {default!r} is the default"
+    assert pulled >= 9  # trainer, data, eval, moe x2, gate x3, profile x2

@@ -3,7 +3,6 @@ with these before any model code loads, and the torch modules import them from h
 
 from __future__ import annotations
 
-ROUTER_NAMES = ("avg_k", "learned", "cosine")  # gate.name; routers.ROUTERS maps them to classes
 SELECTIONS = ("top", "other", "bottom")  # moe.selection: which experts a token gets
 SELECTS = ("gate", "up", "inter", "gate_abs", "up_abs", "inter_abs")  # moe.select (avg_k)
 MODES = ("emoe", "dense")  # moe.train_as / moe.eval_as

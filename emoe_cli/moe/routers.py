@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoe_cli.moe.choices import ROUTER_NAMES, SELECTIONS
+from emoe_cli.moe.choices import SELECTIONS
 
 
 class Router(Protocol):
     """What a layer asks of its router: scores [tokens, N] for tokens [tokens, d], a start
     from the layer's key rows, and keys that follow them after each optimiser step."""
 
+    name: str  # gate.name, the key of its options' schema (emoe_cli/schema.py GATE_SCHEMAS)
     weighted: bool  # True: selected experts weighted by the softmax of their scores (trained)
     noise: float  # the router's own training noise (0: none)
 
@@ -37,6 +38,8 @@ class AvgKRouter(nn.Module):
     recomputes them from the current FFN keys after each optimiser step, so routing
     follows the fine-tuned weights without adding parameters.
     """
+
+    name = "avg_k"
 
     weighted = False
     noise = 0.0
@@ -77,6 +80,8 @@ class LearnedRouter(nn.Module):
     load-balancing loss, since a trained router can otherwise collapse onto few experts.
     """
 
+    name = "learned"
+
     weighted = True
 
     def __init__(self, num_experts: int, hidden_size: int, init: str = "keys",
@@ -111,6 +116,8 @@ class CosineRouter(LearnedRouter):
     lines 8-34): cosine similarity between a linear projection (with bias) of the token and
     learned expert embeddings (initialised N(0, 0.01)), divided by a learned temperature that
     starts at `temperature` (the gate's `init_t`, 0.5) and never falls below 0.01."""
+
+    name = "cosine"
 
     def __init__(self, num_experts: int, hidden_size: int, proj_dim: int = 256,
                  temperature: float = 0.5, noise: float = 0.0) -> None:
@@ -252,5 +259,6 @@ def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tens
     return num_experts * (share * probs.mean(dim=0)).sum()
 
 
-# gate.name -> router; the names live in choices.py, which the CLI reads without torch
-ROUTERS = dict(zip(ROUTER_NAMES, (AvgKRouter, LearnedRouter, CosineRouter), strict=True))
+# gate.name -> router. The CLI knows the gates without torch from their option schemas
+# (emoe_cli/schema.py GATE_SCHEMAS); tests/moe/test_routers.py checks the two agree.
+ROUTERS = {router.name: router for router in (AvgKRouter, LearnedRouter, CosineRouter)}

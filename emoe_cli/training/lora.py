@@ -29,7 +29,6 @@ from emoe_cli.training.lora_settings import (  # noqa: F401  (importable from he
     LORA_MODES,
     lora_enabled,
     lora_method,
-    validate_lora,
 )
 
 # peft's defaults cover most families; not ViT, whose attention projections are named
