@@ -1,0 +1,1 @@
+"""Scoring: metrics, evaluation passes, saved predictions, and `emoe-eval`."""

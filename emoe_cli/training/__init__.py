@@ -1,0 +1,1 @@
+"""Fine-tuning: the loop, checkpoints and resume, signals, samplers, LoRA."""
