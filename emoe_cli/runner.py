@@ -22,7 +22,7 @@ from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.predictions import prediction_writer
 from emoe_cli.evaluation.sources import RUN_CONFIG
-from emoe_cli.method import balance_loss_weight, convert, moe_errors
+from emoe_cli.method import balance_loss_weight, convert, loop_hooks, moe_errors
 from emoe_cli.models import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
 from emoe_cli.moe.convert import check_fits
@@ -183,7 +183,8 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker: NullTracker | No
         record.extra["resumed_from"] = str(resumable)
     with expert_mode(model, train_as):
         result = fit(model, train_loader, evaluate_for_selection, accelerator, cfg.trainer,
-                     tracker, aux_loss_weight=balance_loss_weight(cfg), checkpoints=checkpoints,
+                     tracker, loop_hooks(accelerator.unwrap_model(model), balance_loss_weight(cfg)),
+                     checkpoints=checkpoints,
                      stop=stop, slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0)
                      if lora_enabled(cfg) else 1.0)
     record.epochs, record.best_epoch = result.epochs, result.best_epoch

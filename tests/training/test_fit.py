@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from emoe_cli import runner
 from emoe_cli.errors import RunInterrupted
+from emoe_cli.method import loop_hooks
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
 from emoe_cli.runner import build_accelerator, checkpoint_store
@@ -206,7 +207,7 @@ class RoutedClassifier(nn.Module):
 
 
 def test_the_load_balancing_loss_joins_the_task_loss():
-    """With `aux_loss_weight`, the loss trained on (and logged) is task + weight · balance,
+    """With the method's hooks (balance weight 0.25), the loss trained on (and logged) is task + weight · balance,
     both worked out here by one forward of an identical model."""
     model = RoutedClassifier().train()
     task_loss = float(copy.deepcopy(model)(FEATURES, LABELS).loss.detach())
@@ -217,7 +218,8 @@ def test_the_load_balancing_loss_joins_the_task_loss():
     accelerator = build_accelerator(cfg)
     loader = DataLoader(list(range(EXAMPLES)), batch_size=EXAMPLES, collate_fn=collate)
     model, loader = accelerator.prepare(model, loader)  # one step on every example
-    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg, aux_loss_weight=0.25)
+    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg,
+                hooks=loop_hooks(accelerator.unwrap_model(model), 0.25))
     assert state.epochs[0]["train_loss"] == pytest.approx(task_loss + 0.25 * balance, rel=1e-6)
 
 
