@@ -207,8 +207,8 @@ class RoutedClassifier(nn.Module):
 
 
 def test_the_load_balancing_loss_joins_the_task_loss():
-    """With the method's hooks (balance weight 0.25), the loss trained on (and logged) is task + weight · balance,
-    both worked out here by one forward of an identical model."""
+    """With the method's loop hooks at weight 0.25, the loss trained on (and logged) is
+    task + weight · balance, both worked out here by one forward of an identical model."""
     model = RoutedClassifier().train()
     task_loss = float(copy.deepcopy(model)(FEATURES, LABELS).loss.detach())
     model(FEATURES, LABELS)
