@@ -133,7 +133,7 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
     from emoe_cli.evaluation.predictions import prediction_writer
     from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
-    from emoe_cli.runner import build_accelerator
+    from emoe_cli.recipe import build_accelerator
     from emoe_cli.workloads import build_workload
 
     validate(cfg)

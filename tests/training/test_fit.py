@@ -16,12 +16,12 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from emoe_cli import runner
+from emoe_cli import recipe
 from emoe_cli.errors import RunInterrupted
 from emoe_cli.method import loop_hooks
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
-from emoe_cli.runner import build_accelerator, checkpoint_store
+from emoe_cli.recipe import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import fit
@@ -147,12 +147,11 @@ def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resum
     start; with `true` it ends as the interrupted run (seed 0) would have."""
     cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
                                         "checkpoint_dir": str(tmp_path)}})
-    record = SimpleNamespace(extra={"identity": "run"})
     # the same data both times (the fingerprint itself is tested in test_fingerprint.py)
-    monkeypatch.setattr(runner, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
+    monkeypatch.setattr(recipe, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
     with pytest.raises(RunInterrupted):
-        train(checkpoints=checkpoint_store(cfg, record, None), stop_at=8)
-    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, record, None))
+        train(checkpoints=checkpoint_store(cfg, "run", {}, None), stop_at=8)
+    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, "run", {}, None))
     expected, _ = train(model=Classifier(seed=1 if not resume else 0))
     assert history(state) == pytest.approx(history(expected), rel=1e-6)
 
