@@ -148,7 +148,8 @@ class Recipe:
         with expert_mode(model, cfg.moe.get("train_as", "emoe")):
             state = fit(model, self.train_loader, self.evaluate_for_selection, accelerator,
                         cfg.trainer, self.tracker,
-                        loop_hooks(accelerator.unwrap_model(model), balance_loss_weight(cfg)),
+                        hooks=loop_hooks(accelerator.unwrap_model(model),
+                                         balance_loss_weight(cfg)),
                         checkpoints=checkpoints, stop=self.stop,
                         slow_lr_scale=cfg.lora.get("slow_lr_scale", 1.0)
                         if lora_enabled(cfg) else 1.0)

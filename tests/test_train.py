@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from emoe_cli import runner
+from emoe_cli import recipe
+from emoe_cli.method import loop_hooks
 from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
 from emoe_cli.training.loop import fit
@@ -88,7 +89,7 @@ def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, erro
     def boom(*args, **kwargs):
         raise error("stopped mid-training")
 
-    monkeypatch.setattr(runner, "fit", boom)
+    monkeypatch.setattr(recipe, "fit", boom)
     with pytest.raises(error):
         run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
@@ -105,12 +106,16 @@ def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method, monkeypatch)
     def fit_and_look(model, *args, **kwargs):
         layers = list(emoe_modules(model))
         routers["before"] = [m.router.weight.detach().clone() for m in layers]
-        routers["weight"] = kwargs["aux_loss_weight"]
         state = fit(model, *args, **kwargs)
         routers["after"] = [m.router.weight.detach().clone() for m in layers]
         return state
 
-    monkeypatch.setattr(runner, "fit", fit_and_look)
+    def hooks_and_look(model, balance_weight):
+        routers["weight"] = balance_weight
+        return loop_hooks(model, balance_weight)
+
+    monkeypatch.setattr(recipe, "fit", fit_and_look)
+    monkeypatch.setattr(recipe, "loop_hooks", hooks_and_look)
     run(compose_config([*tiny, f"gate={gate}", "data.max_train_samples=16",
                         "data.max_eval_samples=8", "task.ood=[yelp]"]), tmp_path)
     record = _record(tmp_path)
