@@ -16,6 +16,12 @@ TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16"]
 RECORD_KEYS = {"status", "task", "model", "method", "seed", "id", "ood", "epochs", "timing",
                "config"}
+# results.json of a TINY run, key by key in order, as runner.py wrote it before the recipe
+# and its typed result replaced it (base commit 407b3fc)
+TINY_RUN_KEYS = ["task", "model", "method", "seed", "config", "status", "id", "ood", "epochs",
+                 "timing", "best_epoch", "profile", "moe_summary", "identity", "weights",
+                 "conversion_receipt", "ffn_params", "selection", "selection_score",
+                 "seconds_per_step"]
 
 
 @pytest.fixture
@@ -32,6 +38,7 @@ def test_emoe_run_writes_the_contract_record(tiny, tmp_path, capsys):
     score = run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
     assert RECORD_KEYS <= record.keys()
+    assert list(record) == TINY_RUN_KEYS
     assert (record["status"], record["task"], record["model"], record["method"]) == (
         "completed", "sst2", "minilm", "emoe")
     assert record["id"]["split"] == "validation" and record["id"]["score"] == score
