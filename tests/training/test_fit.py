@@ -24,7 +24,7 @@ from emoe_cli.moe.routers import LearnedRouter
 from emoe_cli.recipe import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
-from emoe_cli.training.loop import fit
+from emoe_cli.training.loop import LoopHooks, fit
 from emoe_cli.training.sampler import EpochShuffleSampler
 
 EXAMPLES = 24
@@ -220,6 +220,26 @@ def test_the_load_balancing_loss_joins_the_task_loss():
     state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg,
                 hooks=loop_hooks(accelerator.unwrap_model(model), 0.25))
     assert state.epochs[0]["train_loss"] == pytest.approx(task_loss + 0.25 * balance, rel=1e-6)
+
+
+def test_after_step_hooks_run_once_per_optimiser_step_with_the_weights_already_moved():
+    """With two batches per step (gradient accumulation), a hook runs on every second batch,
+    after the update: what avg-k routers need to recompute from their keys."""
+    cfg = trainer(epochs=1, gradient_accumulation_steps=2)
+    accelerator = build_accelerator(cfg)
+    model = Classifier()
+    loader = DataLoader(list(range(EXAMPLES)), batch_size=4, collate_fn=collate)
+    model, loader = accelerator.prepare(model, loader)
+    seen = []
+
+    def hook():
+        seen.append(model.linear.weight.detach().clone())
+
+    start = model.linear.weight.detach().clone()
+    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg,
+                hooks=LoopHooks(after_step=(hook,)))
+    assert state.step == len(seen) == 3  # 6 batches, 2 per step
+    assert not torch.equal(seen[0], start) and not torch.equal(seen[1], seen[0])
 
 
 def test_a_nan_loss_stops_before_the_weights_move(monkeypatch):
