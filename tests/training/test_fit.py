@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from emoe_cli import recipe
 from emoe_cli.errors import RunInterrupted
 from emoe_cli.method import loop_hooks
+from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
 from emoe_cli.recipe import build_accelerator, checkpoint_store
@@ -26,6 +27,7 @@ from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import LoopHooks, fit
 from emoe_cli.training.sampler import EpochShuffleSampler
+from tests.conftest import tiny_bert
 
 EXAMPLES = 24
 _generator = torch.Generator().manual_seed(0)
@@ -240,6 +242,19 @@ def test_after_step_hooks_run_once_per_optimiser_step_with_the_weights_already_m
                 hooks=LoopHooks(after_step=(hook,)))
     assert state.step == len(seen) == 3  # 6 batches, 2 per step
     assert not torch.equal(seen[0], start) and not torch.equal(seen[1], seen[0])
+
+
+def test_the_methods_after_step_hook_recomputes_avg_k_routers_from_their_keys():
+    model = emoefy(tiny_bert(), num_experts=4, top_k=2, layers=[1])
+    moe = next(emoe_modules(model))
+    with torch.no_grad():
+        moe.w1.weight.mul_(2.0)  # the keys moved, as an optimiser step moves them
+    before = moe.router.keys.clone()
+    hooks = loop_hooks(model, 0.0)
+    assert hooks.extra_loss is None  # weight 0: no balancing loss
+    for hook in hooks.after_step:
+        hook()
+    assert not torch.allclose(moe.router.keys, before)
 
 
 def test_a_nan_loss_stops_before_the_weights_move(monkeypatch):
