@@ -17,6 +17,8 @@ from emoe_cli.naming import method_name  # noqa: F401 (records and tests import 
 if TYPE_CHECKING:
     import torch
 
+    from emoe_cli.training.loop import LoopHooks
+
 
 def convert(model: torch.nn.Module, cfg: DictConfig) -> None:
     """Apply `emoefy` with the run's MoE and gate settings."""
@@ -42,6 +44,18 @@ def balance_loss_weight(cfg: DictConfig) -> float:
     if not cfg.moe.enabled:
         return 0.0
     return run_profile(cfg).balance_loss_weight or cfg.gate.get("aux_loss_weight", 0.0)
+
+
+def loop_hooks(model: torch.nn.Module, balance_weight: float) -> LoopHooks:
+    """The method's part in the training loop: the converted layers' balancing losses, times
+    `balance_weight`, join the task loss (none at 0), and avg-k routers are recomputed from
+    their keys after every optimiser step. `model` is the unwrapped model."""
+    from emoe_cli.moe.convert import balance_loss, emoe_modules, refresh_routers
+    from emoe_cli.training.loop import LoopHooks
+
+    layers = list(emoe_modules(model))
+    extra = (lambda: balance_weight * balance_loss(layers)) if balance_weight else None
+    return LoopHooks(extra_loss=extra, after_step=(lambda: refresh_routers(model),))
 
 
 def gate_options(gate_cfg: DictConfig) -> dict:

@@ -7,7 +7,8 @@ import math
 import numbers
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ RESULTS_FILE = "results.json"
 # Result keys beside `metrics` and `score`: language models' held-out loss and perplexity
 # (not metrics: they are not fractions, and lower is better). Epoch entries carry them too.
 SCORE_EXTRAS = ("loss", "perplexity")
+
+
+def zero_timing() -> dict[str, float]:
+    return {"convert": 0.0, "train": 0.0, "eval": 0.0}
 
 
 @dataclass
@@ -30,8 +35,7 @@ class RunRecord:
     id: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=lambda: {"convert": 0.0, "train": 0.0,
-                                                              "eval": 0.0})
+    timing: dict[str, float] = field(default_factory=zero_timing)
     best_epoch: int | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +46,70 @@ class RunRecord:
         if record["error"] is None:
             record.pop("error")
         return {**record, **extra}
+
+
+class Unset(Enum):
+    """A result field its step never set: the key stays out of results.json (None is a value)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+@dataclass
+class RunResult:
+    """What one experiment produced, filled step by step: a run that fails part-way still
+    holds what its finished steps set (the record keeps that too).
+
+    `id` … `timing` are the record's own fields. Every other field is a top-level extra key
+    of results.json, in this order, once set; `task_notes` (the workload's notes, e.g.
+    `domains`) adds its keys in its place.
+    """
+
+    id: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    timing: dict[str, float] = field(default_factory=zero_timing)
+    weights: str | Unset = UNSET  # the resolved model path
+    task_notes: dict[str, Any] = field(default_factory=dict)
+    skipped_rows: dict[str, int] | Unset = UNSET  # task.bad_rows=skip: per file
+    ood_missing: dict[str, str] | Unset = UNSET  # OOD sets skipped as absent: why
+    conversion_receipt: dict[str, Any] | Unset = UNSET
+    ffn_params: dict[str, float] | None | Unset = UNSET  # None: not countable
+    lora: dict[str, Any] | Unset = UNSET  # what LoRA trains
+    resumed_from: str | Unset = UNSET  # the checkpoint folder
+    selection: str | Unset = UNSET  # the rule that chose the epoch: dev or heldout
+    selection_score: float | Unset = UNSET
+    selection_fraction: float | Unset = UNSET
+    seconds_per_step: float | None | Unset = UNSET
+    predictions: dict[str, Any] | Unset = UNSET  # eval.save_predictions: the files
+    routing_file: str | Unset = UNSET  # analysis.routing: the file's name
+    saved_model: str | Unset = UNSET  # moe.save_model: the folder
+    dense_export: dict[str, Any] | Unset = UNSET  # moe.export_dense: the folder and its scores
+
+    def extras(self) -> dict[str, Any]:
+        """The set extra fields, as results.json's top-level keys."""
+        extras: dict[str, Any] = {}
+        for spec in fields(self)[len(RECORD_FIELDS):]:
+            value = getattr(self, spec.name)
+            if spec.name == "task_notes":
+                extras.update(value)
+            elif value is not UNSET:
+                extras[spec.name] = value
+        return extras
+
+
+RECORD_FIELDS = ("id", "ood", "epochs", "best_epoch", "timing")  # RunResult's first fields
+
+
+def record_result(record: RunRecord, result: RunResult) -> None:
+    """Put `result` into `record`: its own fields, then the extras after those already there."""
+    record.id, record.ood, record.epochs = result.id, result.ood, result.epochs
+    record.best_epoch = result.best_epoch
+    record.timing.update(result.timing)
+    record.extra.update(result.extras())
 
 
 def finite_json(value: Any, where: str = "", found: list[str] | None = None) -> Any:

@@ -16,9 +16,7 @@ sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 import json
 import logging
 import secrets
-import signal
 import sys
-import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -29,23 +27,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config import validate
 from emoe_cli.engine.allocator import keep_freed_memory
-from emoe_cli.errors import RunFailure, RunInterrupted, UserError
 from emoe_cli.method import method_name
 from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
 from emoe_cli.preflight import exit_on_bad_command_line
-from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record
+from emoe_cli.records import (
+    RESULTS_FILE,
+    RunRecord,
+    RunResult,
+    is_main_process,
+    record_result,
+    save_record,
+)
 from emoe_cli.summary import summary_table
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.objective import sweep_objective
 from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
 from emoe_cli.sweep.tally import skipped_marker
+from emoe_cli.task_wrapper import TaskWrapper
 from emoe_cli.tracking import start_tracker
 from emoe_cli.training.lock import IdentityBusy, IdentityLock
 from emoe_cli.training.signals import StopRequest
 from emoe_cli.writable import require_writable
 
 log = logging.getLogger("emoe")
-USER_ERROR_EXIT = 2
 BUSY_EXIT = 75  # EX_TEMPFAIL: an identical run holds the identity; try again once it ends
 
 # A few random hex digits in every output folder name, so two runs or sweeps started in the
@@ -56,11 +60,18 @@ OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_ca
 
 def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopRequest,
                    output_dir: str | Path) -> None:
-    """`runner.run_experiment`, imported when a job starts: torch, transformers and peft load
-    only then, so --help, --cfg and config errors answer without them."""
-    from emoe_cli.runner import run_experiment as run_it
+    """Run the recipe and put its result into `record`, the one place a result becomes the
+    record: all of it, or what the recipe reached before it failed. The recipe is imported
+    when a job starts (torch, transformers and peft load only then), so --help, --cfg and
+    config errors answer without them."""
+    from emoe_cli.recipe import Recipe
 
-    run_it(cfg, record, tracker, stop, output_dir)
+    result = RunResult()
+    try:
+        Recipe(cfg, result, record.extra["identity"], record.config, tracker, stop,
+               output_dir).run()
+    finally:
+        record_result(record, result)
 
 
 def new_record(cfg: DictConfig) -> RunRecord:
@@ -136,41 +147,21 @@ def run_held(cfg: DictConfig, record: RunRecord, output_dir: str | Path,
     """`run` once the identity is this process's: train, print the outcome, then record it."""
     place_on_gpu(cfg.sweep, multirun)
     tracker, stop = None, StopRequest()
-    exit_code = 0
+    wrapped = TaskWrapper(record, multirun)  # the status, the error line and the exit code
     try:
-        require_writable(output_folders(cfg, output_dir, multirun))
-        keep_freed_memory()
-        tracker = start_tracker(cfg.logger, record.config,
-                                name=f"{record.task}-{record.model}-{record.method}-s{record.seed}",
-                                tags={"task": record.task, "method": record.method,
-                                      "model": record.model},
-                                output_dir=str(output_dir))
-        with stop:
-            run_experiment(cfg, record, tracker, stop, output_dir)
-        record.status = "completed"
-    except UserError as error:
-        record.status, record.error, exit_code = "failed", str(error), USER_ERROR_EXIT
-        print(f"emoe-run: error: {error}", file=sys.stderr)
-    except RunFailure as error:
-        record.status, record.error, exit_code = "failed", str(error), 1
-        print(f"emoe-run: run failed: {error}", file=sys.stderr)
-    except RunInterrupted as stopped:
-        record.status, record.error = "interrupted", str(stopped)
-        exit_code = 128 + getattr(signal, stopped.signal_name)
-        print(f"emoe-run: {stopped}", file=sys.stderr)
-    except (KeyboardInterrupt, SystemExit) as stopped:  # a second Ctrl-C, or a launcher's exit
-        record.status, record.error, exit_code = "interrupted", type(stopped).__name__, 130
-        raise
-    except Exception as error:
-        record.status, exit_code = "failed", 1
-        record.error = f"{type(error).__name__}: {error}"
-        record.extra["traceback"] = traceback.format_exc()
-        if not multirun:
-            raise
-        print(record.extra["traceback"], f"emoe-run: run failed, the sweep goes on: {error}",
-              file=sys.stderr)  # one failing job never stops the others
+        with wrapped:
+            require_writable(output_folders(cfg, output_dir, multirun))
+            keep_freed_memory()
+            tracker = start_tracker(cfg.logger, record.config,
+                                    name=f"{record.task}-{record.model}-{record.method}"
+                                         f"-s{record.seed}",
+                                    tags={"task": record.task, "method": record.method,
+                                          "model": record.model},
+                                    output_dir=str(output_dir))
+            with stop:
+                run_experiment(cfg, record, tracker, stop, output_dir)
     finally:
-        exit_code = finish(cfg, record, output_dir, tracker, exit_code)
+        exit_code = finish(cfg, record, output_dir, tracker, wrapped.exit_code)
     if record.status == "interrupted":
         stop.pass_on()  # under submitit: requeue this job; it resumes from the checkpoint
     if exit_code and (not multirun or record.status == "interrupted"):

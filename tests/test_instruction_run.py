@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 
-from emoe_cli import runner
+from emoe_cli import recipe
 from emoe_cli.data.instructions import PROMPT_WITH_INPUT
 from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
@@ -130,7 +130,7 @@ def test_skipped_rows_random_split_and_dense_training_reach_the_run(overrides, t
         during.append({m.use_all_experts for m in emoe_modules(model)})
         return fit(model, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "fit", fit_and_look)
+    monkeypatch.setattr(recipe, "fit", fit_and_look)
     run(compose_config([*overrides, *EMOE, f"task.files.train={train}", "task.bad_rows=skip",
                         "moe.split=random", "moe.train_as=dense", "trainer.epochs=1"]),
         tmp_path / "run")

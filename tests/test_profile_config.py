@@ -7,8 +7,8 @@ import pytest
 from emoe_cli.config import check_group_choices, validate
 from emoe_cli.errors import UserError
 from emoe_cli.method import balance_loss_weight
-from emoe_cli.records import RunRecord
-from emoe_cli.runner import run_experiment
+from emoe_cli.recipe import Recipe
+from emoe_cli.records import RunResult
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.train import new_record
 from tests.conftest import tiny_llama
@@ -69,7 +69,6 @@ def test_official_on_a_llama_model_is_refused_before_loading(tmp_path):
     cfg = compose_config(["task=alpaca", "model=smollm2-135m", "profile=official",
                           f"model.name_or_path={tmp_path / 'llama'}", "moe.layers=[0]",
                           "logger=none"])
-    record = RunRecord(task="alpaca", model="smollm2-135m", method="emoe", seed=0, config={})
     with pytest.raises(UserError, match="profile.token_dropping=True does not apply to model "
                                         "family 'llama'"):
-        run_experiment(cfg, record)
+        Recipe(cfg, RunResult(), identity="", config={}).run()

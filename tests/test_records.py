@@ -1,4 +1,5 @@
-"""Records survive concurrent writers, and parallel runs never share an output folder."""
+"""Records survive concurrent writers, parallel runs never share an output folder, and a
+run's typed result becomes exactly the contract's record."""
 
 import json
 import multiprocessing
@@ -8,7 +9,7 @@ import sys
 from omegaconf import OmegaConf
 
 import emoe_cli.train  # noqa: F401  (registers the emoe_uid resolver)
-from emoe_cli.records import RunRecord, save_record, write_json_atomic
+from emoe_cli.records import RunRecord, RunResult, record_result, save_record, write_json_atomic
 
 
 def _write_many(path: str, writer: int, times: int) -> None:
@@ -87,3 +88,38 @@ def test_every_json_the_runner_writes_is_strict(tmp_path):
     assert strict_load(tmp_path / "a.json") == {"v": [1.0, None], "n": {"k": None}}
     record = RunRecord(task="t", model="m", method="dense", seed=0, config={})
     assert "non_finite" not in strict_load(save_record(record, tmp_path))
+
+
+CONTRACT_KEYS = ["task", "model", "method", "seed", "config", "status", "id", "ood", "epochs",
+                 "timing", "best_epoch"]
+
+
+def _record() -> RunRecord:
+    return RunRecord(task="sst2", model="minilm", method="emoe", seed=0, config={"seed": 0})
+
+
+def test_an_empty_result_makes_exactly_the_contract_record():
+    record = _record()
+    record_result(record, RunResult())
+    assert list(record.to_dict()) == CONTRACT_KEYS
+    assert record.to_dict()["timing"] == {"convert": 0.0, "train": 0.0, "eval": 0.0}
+
+
+def test_a_results_extras_are_top_level_keys_in_order_and_none_is_kept():
+    """Set extras follow the record's own keys (and those already in `extra`) in the
+    result's field order; the workload's notes add their own keys; an extra set to None (an
+    uncountable `ffn_params`) is written as null, an unset one is left out."""
+    record = _record()
+    record.extra["identity"] = "abc"
+    result = RunResult(id={"score": 0.5}, epochs=[{"epoch": 1}], best_epoch=1,
+                       timing={"convert": 1.0, "train": 2.0, "eval": 3.0})
+    result.weights, result.task_notes = "/w", {"domains": {"test_env": "A"}}
+    result.ffn_params, result.selection, result.selection_score = None, "dev", 0.5
+    record_result(record, result)
+    written = record.to_dict()
+    assert list(written) == [*CONTRACT_KEYS, "identity", "weights", "domains", "ffn_params",
+                             "selection", "selection_score"]
+    assert (written["id"], written["epochs"], written["best_epoch"], written["timing"],
+            written["weights"], written["domains"], written["ffn_params"]) == (
+        {"score": 0.5}, [{"epoch": 1}], 1, {"convert": 1.0, "train": 2.0, "eval": 3.0}, "/w",
+        {"test_env": "A"}, None)

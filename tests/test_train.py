@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from emoe_cli import runner
+from emoe_cli import recipe
+from emoe_cli.method import loop_hooks
 from emoe_cli.moe import emoe_modules
 from emoe_cli.train import run
 from emoe_cli.training.loop import fit
@@ -15,6 +16,12 @@ TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",
         "data.max_eval_samples=16"]
 RECORD_KEYS = {"status", "task", "model", "method", "seed", "id", "ood", "epochs", "timing",
                "config"}
+# results.json of a TINY run, key by key in order, as runner.py wrote it before the recipe
+# and its typed result replaced it (base commit 407b3fc)
+TINY_RUN_KEYS = ["task", "model", "method", "seed", "config", "status", "id", "ood", "epochs",
+                 "timing", "best_epoch", "profile", "moe_summary", "identity", "weights",
+                 "conversion_receipt", "ffn_params", "selection", "selection_score",
+                 "seconds_per_step"]
 
 
 @pytest.fixture
@@ -31,6 +38,7 @@ def test_emoe_run_writes_the_contract_record(tiny, tmp_path, capsys):
     score = run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
     assert RECORD_KEYS <= record.keys()
+    assert list(record) == TINY_RUN_KEYS
     assert (record["status"], record["task"], record["model"], record["method"]) == (
         "completed", "sst2", "minilm", "emoe")
     assert record["id"]["split"] == "validation" and record["id"]["score"] == score
@@ -88,7 +96,7 @@ def test_crash_or_ctrl_c_still_leaves_a_record(tiny, tmp_path, monkeypatch, erro
     def boom(*args, **kwargs):
         raise error("stopped mid-training")
 
-    monkeypatch.setattr(runner, "fit", boom)
+    monkeypatch.setattr(recipe, "fit", boom)
     with pytest.raises(error):
         run(compose_config(tiny), tmp_path)
     record = _record(tmp_path)
@@ -105,12 +113,16 @@ def test_trained_gates_run_end_to_end(tiny, tmp_path, gate, method, monkeypatch)
     def fit_and_look(model, *args, **kwargs):
         layers = list(emoe_modules(model))
         routers["before"] = [m.router.weight.detach().clone() for m in layers]
-        routers["weight"] = kwargs["aux_loss_weight"]
         state = fit(model, *args, **kwargs)
         routers["after"] = [m.router.weight.detach().clone() for m in layers]
         return state
 
-    monkeypatch.setattr(runner, "fit", fit_and_look)
+    def hooks_and_look(model, balance_weight):
+        routers["weight"] = balance_weight
+        return loop_hooks(model, balance_weight)
+
+    monkeypatch.setattr(recipe, "fit", fit_and_look)
+    monkeypatch.setattr(recipe, "loop_hooks", hooks_and_look)
     run(compose_config([*tiny, f"gate={gate}", "data.max_train_samples=16",
                         "data.max_eval_samples=8", "task.ood=[yelp]"]), tmp_path)
     record = _record(tmp_path)

@@ -28,7 +28,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.sources import Source, find_source
-from emoe_cli.records import RESULTS_FILE, RunRecord, is_main_process, save_record
+from emoe_cli.records import (
+    RESULTS_FILE,
+    RunRecord,
+    RunResult,
+    is_main_process,
+    record_result,
+    save_record,
+)
 
 # The output folder's ${emoe_uid:}, registered as emoe-run registers it (the same cached value).
 OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
@@ -126,14 +133,15 @@ def new_record(cfg: DictConfig, source: Source) -> RunRecord:
 
 def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
                     output_dir: str | Path) -> None:
-    """Load the model `source` names and fill `record` with its ID and OOD results."""
+    """Load the model `source` names and fill `record` with its ID and OOD results (with
+    what was reached, should a step fail)."""
     from accelerate.utils import set_seed
 
     from emoe_cli.config import validate
     from emoe_cli.evaluation.predictions import prediction_writer
     from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
-    from emoe_cli.runner import build_accelerator
+    from emoe_cli.recipe import build_accelerator
     from emoe_cli.workloads import build_workload
 
     validate(cfg)
@@ -142,21 +150,25 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
     writer = prediction_writer(cfg, output_dir, is_main_process())
     accelerator = build_accelerator(cfg.trainer)
     set_seed(cfg.seed)
-    started = time.perf_counter()
-    workload = build_workload(scoring_config(cfg), model_weights(cfg, source))
-    model, notes = load_model(cfg, source, workload)
-    record.extra["evaluated"].update(notes)
-    record.extra.update(workload.record_extra)
-    if getattr(workload.data, "missing_ood", None):
-        record.extra["ood_missing"] = workload.data.missing_ood
-    record.timing["convert"] = time.perf_counter() - started
-    started = time.perf_counter()
-    id_result, record.ood = score_task(model, workload, cfg, accelerator, writer,
-                                       emoe=source.kind != "dense")
-    record.id = {"split": cfg.task.eval_split, **id_result}
-    record.timing["eval"] = time.perf_counter() - started
-    if writer is not None:
-        record.extra["predictions"] = writer.record()
+    result = RunResult()
+    try:
+        started = time.perf_counter()
+        workload = build_workload(scoring_config(cfg), model_weights(cfg, source))
+        model, notes = load_model(cfg, source, workload)
+        record.extra["evaluated"].update(notes)
+        result.task_notes = dict(workload.record_extra)
+        if getattr(workload.data, "missing_ood", None):
+            result.ood_missing = workload.data.missing_ood
+        result.timing["convert"] = time.perf_counter() - started
+        started = time.perf_counter()
+        id_result, result.ood = score_task(model, workload, cfg, accelerator, writer,
+                                           emoe=source.kind != "dense")
+        result.id = {"split": cfg.task.eval_split, **id_result}
+        result.timing["eval"] = time.perf_counter() - started
+        if writer is not None:
+            result.predictions = writer.record()
+    finally:
+        record_result(record, result)
 
 
 def scoring_config(cfg: DictConfig) -> DictConfig:

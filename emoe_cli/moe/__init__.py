@@ -13,6 +13,7 @@ _HOMES = {
     "LayerSpec": "spec",
     "all_experts": "receipt",
     "attach_router_refresh": "convert",
+    "balance_loss": "convert",
     "balanced_kmeans": "clustering",
     "emoe_modules": "convert",
     "emoefy": "convert",

@@ -215,6 +215,11 @@ def refresh_routers(model: nn.Module) -> None:
         module.refresh_router()
 
 
+def balance_loss(moe_layers) -> torch.Tensor | float:
+    """Sum of the load-balancing losses the trained routers left in this forward."""
+    return sum(m.aux_loss for m in moe_layers if m.aux_loss is not None)
+
+
 def attach_router_refresh(optimizer: torch.optim.Optimizer, model: nn.Module):
     """Refresh `model`'s routers after every `optimizer.step()`; returns the hook handle."""
     return optimizer.register_step_post_hook(lambda *_: refresh_routers(model))

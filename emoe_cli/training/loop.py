@@ -8,6 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
@@ -17,7 +18,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
 from emoe_cli.errors import RunInterrupted, TrainingDiverged
-from emoe_cli.moe import attach_router_refresh, emoe_modules
 from emoe_cli.records import SCORE_EXTRAS
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
@@ -30,6 +30,19 @@ log = logging.getLogger("emoe")
 FAST_PARAMETERS = ("lora", "classifier", "score")  # at the full lr under LoRA
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What a method adds to the loop, so that the loop knows nothing of the method.
+
+    `extra_loss()` is added to every batch's task loss (e.g. the routers' balancing losses of
+    that forward); each `after_step()` runs after every optimiser step that moves the weights
+    (e.g. avg-k routers recomputed from the updated keys).
+    """
+
+    extra_loss: Callable[[], torch.Tensor | float] | None = None
+    after_step: tuple[Callable[[], None], ...] = ()
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg,
@@ -64,20 +77,20 @@ def _group_order(item) -> tuple[bool, bool]:
 
 def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callable[[], dict],
         accelerator: Accelerator, trainer_cfg, tracker: NullTracker | None = None,
-        aux_loss_weight: float = 0.0, checkpoints: CheckpointStore | None = None,
+        hooks: LoopHooks = LoopHooks(), checkpoints: CheckpointStore | None = None,
         stop: StopRequest | None = None, slow_lr_scale: float = 1.0) -> TrainingState:
     """Train `model` (already prepared by `accelerator`); `evaluate_epoch` scores the ID split.
 
     With `checkpoints`, the state is saved after every epoch (and when `stop` is requested)
     and an existing checkpoint is resumed from, ending with the metrics an uninterrupted run
-    would have. With `aux_loss_weight`, the routers' load-balancing losses join the task loss.
+    would have. `hooks` add the method's own loss and per-step updates (`LoopHooks`).
     `slow_lr_scale` goes to `build_optimizer`. Progress goes to the `emoe` logger (every
     `trainer.log_every_steps` steps and after each epoch) and, in a terminal, to tqdm bars.
     """
     tracker = tracker or NullTracker()
-    moe_layers = list(emoe_modules(accelerator.unwrap_model(model)))
     optimizer = build_optimizer(model, trainer_cfg, slow_lr_scale)
-    attach_router_refresh(optimizer, accelerator.unwrap_model(model))
+    for hook in hooks.after_step:  # on the inner optimiser: it steps only when weights move
+        optimizer.register_step_post_hook(lambda *_, hook=hook: hook())
     steps_per_epoch = math.ceil(len(train_loader) / trainer_cfg.gradient_accumulation_steps)
     total_steps = trainer_cfg.max_steps or trainer_cfg.epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
@@ -109,8 +122,8 @@ def fit(model: torch.nn.Module, train_loader: DataLoader, evaluate_epoch: Callab
             for batch in bar:
                 with accelerator.accumulate(model):
                     loss = model(**batch).loss
-                    if aux_loss_weight:
-                        loss = loss + aux_loss_weight * balance_loss(moe_layers)
+                    if hooks.extra_loss is not None:
+                        loss = loss + hooks.extra_loss()
                     value = loss.item()  # the step's one device sync, before weights move
                     check_finite(value, state, checkpoints)
                     accelerator.backward(loss)
@@ -225,11 +238,6 @@ def stopped_at(where: str, checkpoints: CheckpointStore | None) -> str:
     if checkpoints is None:
         return where + " (checkpoints off: nothing to resume from)"
     return f"{where}, checkpoint saved to {checkpoints.current}"
-
-
-def balance_loss(moe_layers) -> torch.Tensor | float:
-    """Sum of the load-balancing losses the trained routers left in this forward."""
-    return sum(m.aux_loss for m in moe_layers if m.aux_loss is not None)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

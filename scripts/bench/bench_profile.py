@@ -29,9 +29,8 @@ from bench_step import MINILM, build_dense, step_job
 from common import allocator_setup, interleaved_medians, make_batch, text_source
 
 from emoe_cli.models import resolve_weights
-from emoe_cli.moe import emoe_modules, emoefy
+from emoe_cli.moe import balance_loss, emoe_modules, emoefy
 from emoe_cli.moe.profile import PROFILES
-from emoe_cli.training.loop import balance_loss
 
 
 def profile_step_job(model: torch.nn.Module, batch: dict, profile_name: str, precision: str,

@@ -63,6 +63,7 @@ def test_saved_model_reproduces_the_runs_scores(trained, monkeypatch, tmp_path):
     assert record["id"] == ran["id"] and record["ood"] == ran["ood"]  # exactly
     assert record["config"]["moe"]["num_experts"] == 16  # the run's config, not the defaults
     assert record["method"] == ran["method"] and record["epochs"] == []
+    assert record["predictions"] == ran["predictions"]  # relative to each one's folder
     assert np.array_equal(logits(tmp_path / "predictions"), logits(base / "run" / "predictions"))
 
 

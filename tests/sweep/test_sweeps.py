@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import runner, train
+from emoe_cli import recipe, train
 from emoe_cli.train import run
 from emoe_cli.workloads import build_workload
 from tests.helpers import compose_config
@@ -91,7 +91,7 @@ def test_heldout_selection_reports_dev_scores_of_the_epoch_chosen_on_train(
         workload.evaluate = evaluate_and_record
         return workload
 
-    monkeypatch.setattr(runner, "build_workload", recording)
+    monkeypatch.setattr(recipe, "build_workload", recording)
     cfg = compose_config([*TINY, f"data.root={shared_data}", "data.selection=heldout",
                           "data.selection_fraction=0.25", "trainer.epochs=2",
                           f"sweep.index_dir={tmp_path}/i"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import records, runner, train
+from emoe_cli import recipe, records, train
 from emoe_cli.train import run
 from tests.helpers import compose_config
 
@@ -166,7 +166,7 @@ def test_an_identical_live_run_is_skipped_not_shared(fresh, tmp_path, capsys, mo
     from emoe_cli.training.lock import IdentityLock
 
     overrides, last = fresh
-    monkeypatch.setattr(runner, "fit", lambda *a, **k: pytest.fail("trained beside a twin"))
+    monkeypatch.setattr(recipe, "fit", lambda *a, **k: pytest.fail("trained beside a twin"))
     identity = run_identity_of(overrides)
     lock_path = tmp_path / "checkpoints" / f"{identity}.lock"
     with IdentityLock(lock_path, str(tmp_path / "live")):
@@ -208,7 +208,7 @@ def test_an_unwritable_checkpoint_dir_fails_before_training(fresh, tmp_path, cap
                                                             monkeypatch):
     overrides, _ = fresh
     (tmp_path / "a_file").write_text("")
-    monkeypatch.setattr(runner, "fit", lambda *a, **k: pytest.fail("trained before the check"))
+    monkeypatch.setattr(recipe, "fit", lambda *a, **k: pytest.fail("trained before the check"))
     line = refused([*overrides, f"trainer.checkpoint_dir={tmp_path / 'a_file' / 'ckpt'}"],
                    tmp_path / "run", capsys)
     assert f"trainer.checkpoint_dir={tmp_path / 'a_file' / 'ckpt'}: not writable" in line

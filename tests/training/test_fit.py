@@ -16,15 +16,18 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from emoe_cli import runner
+from emoe_cli import recipe
 from emoe_cli.errors import RunInterrupted
+from emoe_cli.method import loop_hooks
+from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
-from emoe_cli.runner import build_accelerator, checkpoint_store
+from emoe_cli.recipe import build_accelerator, checkpoint_store
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
-from emoe_cli.training.loop import fit
+from emoe_cli.training.loop import LoopHooks, fit
 from emoe_cli.training.sampler import EpochShuffleSampler
+from tests.conftest import tiny_bert
 
 EXAMPLES = 24
 _generator = torch.Generator().manual_seed(0)
@@ -146,12 +149,11 @@ def test_trainer_resume_false_starts_afresh_despite_a_checkpoint(tmp_path, resum
     start; with `true` it ends as the interrupted run (seed 0) would have."""
     cfg = OmegaConf.create({"trainer": {"checkpoint": True, "resume": resume,
                                         "checkpoint_dir": str(tmp_path)}})
-    record = SimpleNamespace(extra={"identity": "run"}, config={})
     # the same data both times (the fingerprint itself is tested in test_fingerprint.py)
-    monkeypatch.setattr(runner, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
+    monkeypatch.setattr(recipe, "data_fingerprint", lambda cfg, data: {"training": "fixed"})
     with pytest.raises(RunInterrupted):
-        train(checkpoints=checkpoint_store(cfg, record, None), stop_at=8)
-    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, record, None))
+        train(checkpoints=checkpoint_store(cfg, "run", {}, None), stop_at=8)
+    state, _ = train(model=Classifier(seed=1), checkpoints=checkpoint_store(cfg, "run", {}, None))
     expected, _ = train(model=Classifier(seed=1 if not resume else 0))
     assert history(state) == pytest.approx(history(expected), rel=1e-6)
 
@@ -206,8 +208,8 @@ class RoutedClassifier(nn.Module):
 
 
 def test_the_load_balancing_loss_joins_the_task_loss():
-    """With `aux_loss_weight`, the loss trained on (and logged) is task + weight · balance,
-    both worked out here by one forward of an identical model."""
+    """With the method's loop hooks at weight 0.25, the loss trained on (and logged) is
+    task + weight · balance, both worked out here by one forward of an identical model."""
     model = RoutedClassifier().train()
     task_loss = float(copy.deepcopy(model)(FEATURES, LABELS).loss.detach())
     model(FEATURES, LABELS)
@@ -217,8 +219,42 @@ def test_the_load_balancing_loss_joins_the_task_loss():
     accelerator = build_accelerator(cfg)
     loader = DataLoader(list(range(EXAMPLES)), batch_size=EXAMPLES, collate_fn=collate)
     model, loader = accelerator.prepare(model, loader)  # one step on every example
-    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg, aux_loss_weight=0.25)
+    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg,
+                hooks=loop_hooks(accelerator.unwrap_model(model), 0.25))
     assert state.epochs[0]["train_loss"] == pytest.approx(task_loss + 0.25 * balance, rel=1e-6)
+
+
+def test_after_step_hooks_run_once_per_optimiser_step_with_the_weights_already_moved():
+    """With two batches per step (gradient accumulation), a hook runs on every second batch,
+    after the update: what avg-k routers need to recompute from their keys."""
+    cfg = trainer(epochs=1, gradient_accumulation_steps=2)
+    accelerator = build_accelerator(cfg)
+    model = Classifier()
+    loader = DataLoader(list(range(EXAMPLES)), batch_size=4, collate_fn=collate)
+    model, loader = accelerator.prepare(model, loader)
+    seen = []
+
+    def hook():
+        seen.append(model.linear.weight.detach().clone())
+
+    start = model.linear.weight.detach().clone()
+    state = fit(model, loader, lambda: eval_loss(model), accelerator, cfg,
+                hooks=LoopHooks(after_step=(hook,)))
+    assert state.step == len(seen) == 3  # 6 batches, 2 per step
+    assert not torch.equal(seen[0], start) and not torch.equal(seen[1], seen[0])
+
+
+def test_the_methods_after_step_hook_recomputes_avg_k_routers_from_their_keys():
+    model = emoefy(tiny_bert(), num_experts=4, top_k=2, layers=[1])
+    moe = next(emoe_modules(model))
+    with torch.no_grad():
+        moe.w1.weight.mul_(2.0)  # the keys moved, as an optimiser step moves them
+    before = moe.router.keys.clone()
+    hooks = loop_hooks(model, 0.0)
+    assert hooks.extra_loss is None  # weight 0: no balancing loss
+    for hook in hooks.after_step:
+        hook()
+    assert not torch.allclose(moe.router.keys, before)
 
 
 def test_a_nan_loss_stops_before_the_weights_move(monkeypatch):

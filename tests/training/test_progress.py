@@ -12,7 +12,7 @@ import sys
 import pytest
 from torch.utils.data import DataLoader
 
-from emoe_cli.runner import build_accelerator
+from emoe_cli.recipe import build_accelerator
 from emoe_cli.tracking import NullTracker
 from emoe_cli.training.loop import fit
 from emoe_cli.training.progress import clock_text
