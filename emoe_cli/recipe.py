@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
-from emoe_cli.config import run_profile, validate
+from emoe_cli.config.checks import run_profile, validate
 from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError

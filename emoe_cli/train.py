@@ -25,11 +25,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.config import validate
+from emoe_cli.config.checks import validate
+from emoe_cli.config.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
+from emoe_cli.config.preflight import exit_on_bad_command_line
 from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.method import method_name
-from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
-from emoe_cli.preflight import exit_on_bad_command_line
 from emoe_cli.records import (
     RESULTS_FILE,
     RunRecord,
@@ -218,7 +218,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """Console entry point: a bad override or value is one line and exit 2 before Hydra
-    makes a run folder (emoe_cli/preflight.py), then Hydra. Nothing here loads torch until a
+    makes a run folder (emoe_cli/config/preflight.py), then Hydra. Nothing here loads torch until a
     job runs, so --help, --cfg, --info and completion answer at once."""
     exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)
     main()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.config import available_choices, check_group_choices
+from emoe_cli.config.checks import available_choices, check_group_choices
 from tests.helpers import assert_one_line_error, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli.config import config_groups, validate
-from emoe_cli.preflight import command_line_problem
+from emoe_cli.config.checks import config_groups, validate
+from emoe_cli.config.preflight import command_line_problem
 from tests.helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_every_conf_folder_is_a_checked_group():
 
 
 def test_removing_a_typed_key_is_one_line_and_a_gate_key_can_still_be_removed():
-    """Structured configs (emoe_cli/schema.py) cannot lose a key: say so in one line."""
+    """Structured configs (emoe_cli/config/schema.py) cannot lose a key: say so in one line."""
     found = problem("~trainer.lr")
     assert found == ("~trainer.lr: trainer.lr is a typed setting, which cannot be removed; "
                      "valid: trainer.lr=<value>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emoe_cli.config import check_group_choices, validate
+from emoe_cli.config.checks import check_group_choices, validate
 from emoe_cli.errors import UserError
 from emoe_cli.method import balance_loss_weight
 from emoe_cli.recipe import Recipe

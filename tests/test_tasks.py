@@ -11,7 +11,7 @@ import transformers
 from accelerate import Accelerator
 from omegaconf import OmegaConf
 
-from emoe_cli.config import available_choices
+from emoe_cli.config.checks import available_choices
 from emoe_cli.data.instruction_task import check_instruction_task
 from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood

@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from emoe_cli import tracking
-from emoe_cli.config import check_group_choices
+from emoe_cli.config.checks import check_group_choices
 from emoe_cli.errors import UserError
 from emoe_cli.train import run
 from tests.helpers import assert_one_line_error, compose_config

@@ -137,7 +137,7 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
     what was reached, should a step fail)."""
     from accelerate.utils import set_seed
 
-    from emoe_cli.config import validate
+    from emoe_cli.config.checks import validate
     from emoe_cli.evaluation.predictions import prediction_writer
     from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
@@ -239,7 +239,7 @@ def cli() -> None:
         except UserError as error:
             problem = str(error)
     if problem is None:
-        from emoe_cli.config import check_group_choices
+        from emoe_cli.config.checks import check_group_choices
 
         problem = check_group_choices(overrides)
     if problem:
