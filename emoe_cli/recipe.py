@@ -34,8 +34,8 @@ from emoe_cli.moe.noise import add_uniform_noise
 from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
-from emoe_cli.records import UNSET, RunResult, is_main_process, write_json_atomic
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.records import UNSET, RunResult, is_main_process, write_json_atomic
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.fingerprint import data_fingerprint
 from emoe_cli.training.loop import fit

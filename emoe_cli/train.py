@@ -30,7 +30,12 @@ from emoe_cli.config.naming import folder_method  # noqa: F401 (registers ${emoe
 from emoe_cli.config.preflight import exit_on_bad_command_line
 from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.method import method_name
-from emoe_cli.records import (
+from emoe_cli.sweep.identity import run_identity
+from emoe_cli.sweep.objective import sweep_objective
+from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
+from emoe_cli.sweep.tally import skipped_marker
+from emoe_cli.task_wrapper import TaskWrapper
+from emoe_cli.tracking.records import (
     RESULTS_FILE,
     RunRecord,
     RunResult,
@@ -38,13 +43,8 @@ from emoe_cli.records import (
     record_result,
     save_record,
 )
-from emoe_cli.summary import summary_table
-from emoe_cli.sweep.identity import run_identity
-from emoe_cli.sweep.objective import sweep_objective
-from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
-from emoe_cli.sweep.tally import skipped_marker
-from emoe_cli.task_wrapper import TaskWrapper
-from emoe_cli.tracking import start_tracker
+from emoe_cli.tracking.summary import summary_table
+from emoe_cli.tracking.trackers import start_tracker
 from emoe_cli.training.lock import IdentityBusy, IdentityLock
 from emoe_cli.training.signals import StopRequest
 from emoe_cli.writable import require_writable

@@ -9,7 +9,13 @@ import sys
 from omegaconf import OmegaConf
 
 import emoe_cli.train  # noqa: F401  (registers the emoe_uid resolver)
-from emoe_cli.records import RunRecord, RunResult, record_result, save_record, write_json_atomic
+from emoe_cli.tracking.records import (
+    RunRecord,
+    RunResult,
+    record_result,
+    save_record,
+    write_json_atomic,
+)
 
 
 def _write_many(path: str, writer: int, times: int) -> None:

@@ -9,9 +9,9 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from emoe_cli import tracking
 from emoe_cli.config.checks import check_group_choices
 from emoe_cli.errors import UserError
+from emoe_cli.tracking import trackers as tracking
 from emoe_cli.train import run
 from tests.helpers import assert_one_line_error, compose_config
 

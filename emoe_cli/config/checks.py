@@ -18,7 +18,7 @@ from emoe_cli.config.schema import LoraSchema, check_node, check_schemas
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.tracking import check_loggers
+from emoe_cli.tracking.trackers import check_loggers
 from emoe_cli.training.lora_settings import lora_enabled
 
 

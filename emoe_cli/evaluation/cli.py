@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.sources import Source, find_source
-from emoe_cli.records import (
+from emoe_cli.tracking.records import (
     RESULTS_FILE,
     RunRecord,
     RunResult,
@@ -184,7 +184,7 @@ def scoring_config(cfg: DictConfig) -> DictConfig:
 def finish(record: RunRecord, output_dir: str | Path) -> None:
     path = Path(output_dir) / RESULTS_FILE
     if record.status == "completed" and is_main_process():
-        from emoe_cli.summary import summary_table
+        from emoe_cli.tracking.summary import summary_table
 
         evaluated = record.extra["evaluated"]
         print(summary_table(record.to_dict(), str(path)), flush=True)

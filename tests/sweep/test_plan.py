@@ -3,11 +3,11 @@
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.sweep.grid_cli import completed, main, split_fixed
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import add_completed
 from emoe_cli.sweep.plan import job_config, planned_runs
+from emoe_cli.tracking.records import write_json_atomic
 from tests.helpers import assert_one_line_error
 
 # Hand counts of the grids that mirror the paper's tables (docs/protocols.md "The paper's grids"):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import recipe, records, train
+from emoe_cli import recipe, train
+from emoe_cli.tracking import records
 from emoe_cli.train import run
 from tests.helpers import compose_config
 

@@ -13,7 +13,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from emoe_cli.recipe import build_accelerator
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.loop import fit
 from emoe_cli.training.progress import clock_text
 from emoe_cli.training.sampler import EpochShuffleSampler

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emoe_cli import train
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.train import run
 from tests.helpers import compose_config
 
