@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
 from emoe_cli.config.checks import run_profile, validate
-from emoe_cli.costs import ffn_parameters, seconds_per_step
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.predictions import prediction_writer
 from emoe_cli.evaluation.sources import RUN_CONFIG
 from emoe_cli.method import balance_loss_weight, convert, loop_hooks, moe_errors
-from emoe_cli.models import load_config, resolve_weights
+from emoe_cli.models.costs import ffn_parameters, seconds_per_step
+from emoe_cli.models.pretrained import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense

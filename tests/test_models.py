@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli.models import gguf_location, resolve_weights
+from emoe_cli.models.pretrained import gguf_location, resolve_weights
 from tests.helpers import compose_config
 
 

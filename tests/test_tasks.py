@@ -17,7 +17,7 @@ from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood
 from emoe_cli.errors import DataError, MissingData, UserError
 from emoe_cli.evaluation.evaluate import predict
-from emoe_cli.models import load_classifier
+from emoe_cli.models.pretrained import load_classifier
 from emoe_cli.train import run
 from emoe_cli.workloads import task_kind
 from emoe_cli.workloads.classification import classification_scorer

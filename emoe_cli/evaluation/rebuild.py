@@ -24,7 +24,7 @@ def model_weights(cfg: DictConfig, source: Source) -> str:
     """Where the tokenizer or image processor comes from: the model folder itself (saved
     beside the weights), or for a checkpoint the run's pre-trained weights."""
     if source.kind == "checkpoint":
-        from emoe_cli.models import resolve_weights
+        from emoe_cli.models.pretrained import resolve_weights
 
         return resolve_weights(cfg.model.name_or_path, cfg.model.get("gguf_file"),
                                cfg.model.get("missing_hint"))

@@ -18,10 +18,10 @@ from emoe_cli.data.domainbed import held_out_index, leave_one_out, read_domains
 from emoe_cli.data.pixels import PixelEncoder, encode, encode_domainbed
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
-from emoe_cli.drop_path import add_drop_path
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.metrics import METRICS
-from emoe_cli.models import load_config, load_pretrained
+from emoe_cli.models.drop_path import add_drop_path
+from emoe_cli.models.pretrained import load_config, load_pretrained
 from emoe_cli.workloads import Workload
 from emoe_cli.workloads.classification import classification_scorer
 

@@ -135,7 +135,7 @@ def test_pretraining_refuses_zero_epochs_by_name(capsys):
 
 def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_path, vit_dir,
                                                                        vlcs_root):
-    from emoe_cli.drop_path import DropPath
+    from emoe_cli.models.drop_path import DropPath
     from emoe_cli.workloads.image import image_workload
 
     cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",
