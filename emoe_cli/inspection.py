@@ -134,7 +134,7 @@ def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], 
         text_table,
         write_csv,
     )
-    from emoe_cli.method import convert, moe_errors
+    from emoe_cli.experiment.method import convert, moe_errors
     from emoe_cli.models.pretrained import load_config, resolve_weights
     from emoe_cli.moe.convert import check_fits
     from emoe_cli.moe.noise import add_uniform_noise

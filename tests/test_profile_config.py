@@ -6,8 +6,8 @@ import pytest
 
 from emoe_cli.config.checks import check_group_choices, validate
 from emoe_cli.errors import UserError
-from emoe_cli.method import balance_loss_weight
-from emoe_cli.recipe import Recipe
+from emoe_cli.experiment.method import balance_loss_weight
+from emoe_cli.experiment.recipe import Recipe
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.tracking.records import RunResult
 from emoe_cli.train import new_record

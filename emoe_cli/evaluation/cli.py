@@ -109,7 +109,7 @@ def check_identity(cfg: DictConfig, source: Source) -> None:
 
 def record_method(cfg: DictConfig, source: Source) -> str:
     """The run's method; a dense folder is `dense`, or `<method>_dense_export` from a run."""
-    from emoe_cli.method import method_name
+    from emoe_cli.experiment.method import method_name
 
     method = method_name(cfg)
     if source.kind != "dense":
@@ -141,7 +141,7 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
     from emoe_cli.evaluation.predictions import prediction_writer
     from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
-    from emoe_cli.recipe import build_accelerator
+    from emoe_cli.experiment.recipe import build_accelerator
     from emoe_cli.workloads import build_workload
 
     validate(cfg)

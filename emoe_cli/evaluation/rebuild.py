@@ -61,7 +61,7 @@ def load_model(cfg: DictConfig, source: Source, workload) -> tuple[torch.nn.Modu
 def rebuild_checkpoint(cfg: DictConfig, source: Source, workload) -> tuple[torch.nn.Module, dict]:
     from safetensors.torch import load_file
 
-    from emoe_cli.method import convert
+    from emoe_cli.experiment.method import convert
     from emoe_cli.training.lora import apply_lora_config, lora_enabled
 
     model = workload.load_model(model_weights(cfg, source))

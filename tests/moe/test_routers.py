@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emoe_cli.method import convert
+from emoe_cli.experiment.method import convert
 from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.routers import AvgKRouter, LearnedRouter, load_balancing_loss, pick_experts
 from tests.conftest import tiny_bert

@@ -141,7 +141,7 @@ def test_reindex_from_the_command_line(tmp_path, capsys):
     ("domainbed_vit_s", "deit-small", "emoe_learn"), ("domainbed_vit_b", "deit-base", "emoe")])
 def test_vision_grid_jobs_compose_and_validate(preset, model, last_method):
     from emoe_cli.config.checks import validate
-    from emoe_cli.method import method_name
+    from emoe_cli.experiment.method import method_name
     from emoe_cli.workloads.image import check_image_task
 
     jobs = planned_runs([f"experiment={preset}"])

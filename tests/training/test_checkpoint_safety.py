@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import recipe, train
+from emoe_cli import train
+from emoe_cli.experiment import recipe
 from emoe_cli.tracking import records
 from emoe_cli.train import run
 from tests.helpers import compose_config

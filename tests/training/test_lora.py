@@ -6,7 +6,7 @@ from torch import nn
 
 from emoe_cli.config.checks import validate_lora
 from emoe_cli.errors import UserError
-from emoe_cli.method import method_name
+from emoe_cli.experiment.method import method_name
 from emoe_cli.moe import attach_router_refresh, emoe_modules, emoefy
 from emoe_cli.training.lora import apply_lora, apply_lora_config, lora_targets
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit

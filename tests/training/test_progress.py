@@ -12,7 +12,7 @@ import sys
 import pytest
 from torch.utils.data import DataLoader
 
-from emoe_cli.recipe import build_accelerator
+from emoe_cli.experiment.recipe import build_accelerator
 from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.loop import fit
 from emoe_cli.training.progress import clock_text

@@ -23,7 +23,7 @@ from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.predictions import prediction_writer
 from emoe_cli.evaluation.sources import RUN_CONFIG
-from emoe_cli.method import balance_loss_weight, convert, loop_hooks, moe_errors
+from emoe_cli.experiment.method import balance_loss_weight, convert, loop_hooks, moe_errors
 from emoe_cli.models.costs import ffn_parameters, seconds_per_step
 from emoe_cli.models.pretrained import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
