@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-import emoe_cli.train  # noqa: F401 (registers the resolvers the run folder names use)
+import emoe_cli.cli.train  # noqa: F401 (registers the resolvers the run folder names use)
 from emoe_cli.config.checks import available_choices
 from emoe_cli.sweep.identity import run_identity
 

@@ -169,7 +169,7 @@ MUTANTS = [
     Mutant("stats-basic-interval", "emoe_cli/report/stats.py",
            'method="percentile"', 'method="basic"',
            ["tests/report/test_report.py"], why="the basic (reflected) interval, not percentile"),
-    Mutant("cli-heavy-import", "emoe_cli/train.py",
+    Mutant("cli-heavy-import", "emoe_cli/cli/train.py",
            "from emoe_cli.config.preflight import exit_on_bad_command_line\n",
            "from emoe_cli.config.preflight import exit_on_bad_command_line\n"
            "from emoe_cli.experiment.recipe import Recipe as _eager  # noqa: F401\n",
@@ -181,7 +181,7 @@ MUTANTS = [
            "from emoe_cli.moe.convert import emoefy  # noqa: F401\n",
            ["tests/test_preflight.py::test_config_errors_are_one_line_without_torch"],
            why="the config checks load torch through the moe package"),
-    Mutant("cli-no-preflight", "emoe_cli/train.py",
+    Mutant("cli-no-preflight", "emoe_cli/cli/train.py",
            '    exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)\n', "",
            ["tests/test_preflight.py::test_a_value_error_makes_no_run_folder"],
            why="a bad value leaves a run folder"),

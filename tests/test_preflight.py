@@ -24,7 +24,7 @@ cli()
 """
 
 
-def probe(*argv: str, module: str = "emoe_cli.train", prog: str = "emoe-run",
+def probe(*argv: str, module: str = "emoe_cli.cli.train", prog: str = "emoe-run",
           env: dict | None = None) -> subprocess.CompletedProcess:
     code = PROBE.format(heavy=HEAVY, module=module, prog=prog)
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
@@ -60,11 +60,11 @@ def test_config_errors_are_one_line_without_torch(argv, message):
 
 
 def test_emoe_inspect_answers_without_torch_too():
-    result = probe("inspect.batch_size=0", module="emoe_cli.inspection", prog="emoe-inspect")
+    result = probe("inspect.batch_size=0", module="emoe_cli.cli.inspection", prog="emoe-inspect")
     assert_one_line_error(result.returncode, result.stderr,
                           "inspect.batch_size=0 is invalid", program="emoe-inspect")
     assert heavy_modules(result) == []
-    assert heavy_modules(probe("--help", module="emoe_cli.inspection")) == []
+    assert heavy_modules(probe("--help", module="emoe_cli.cli.inspection")) == []
 
 
 @pytest.mark.parametrize("argv, folder", [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import transformers
 
-from emoe_cli.pretrain_vit import main as pretrain_main
-from emoe_cli.pretrain_vit import pretrain
-from emoe_cli.train import run
+from emoe_cli.cli.pretrain_vit import main as pretrain_main
+from emoe_cli.cli.pretrain_vit import pretrain
+from emoe_cli.cli.train import run
 from tests.conftest import tiny_vit
 from tests.data.test_images import write_image_folder
 from tests.helpers import assert_one_line_error, compose_config
