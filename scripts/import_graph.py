@@ -6,7 +6,6 @@ top-level module). Imports inside functions count too: they still tie the layers
 
 import ast
 import pathlib
-import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "emoe_cli"
 
@@ -33,13 +32,12 @@ def edges() -> set[tuple[str, str]]:
             for name in names:
                 if name.startswith("emoe_cli."):
                     dst = unit(name)
-                    if dst != src and (ROOT / dst).exists() or (ROOT / f"{dst}.py").exists():
-                        if dst != src:
-                            found.add((src, dst))
+                    is_unit = (ROOT / dst).is_dir() or (ROOT / f"{dst}.py").exists()
+                    if dst != src and is_unit:
+                        found.add((src, dst))
     return found
 
 
 if __name__ == "__main__":
     for a, b in sorted(edges()):
         print(f"{a} -> {b}")
-    sys.exit(0)
