@@ -1,1 +1,1 @@
-"""Scoring: metrics, evaluation passes, saved predictions (`emoe-eval` itself is cli/evaluate.py)."""
+"""Scoring: metrics, evaluation passes, saved predictions (`emoe-eval` is cli/evaluate.py)."""
