@@ -1,5 +1,5 @@
 """Write the composed config (unresolved YAML) and run identity of every shipped preset, so a
-restructuring of conf/ or emoe_cli/schema.py can be diffed against the commit before it.
+restructuring of conf/ or emoe_cli/config/schema.py can be diffed against the commit before it.
 
     PYTHONPATH=. python scripts/dump_configs.py /tmp/before   # on the old commit
     PYTHONPATH=. python scripts/dump_configs.py /tmp/after    # on the new one
@@ -13,8 +13,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-import emoe_cli.train  # noqa: F401 (registers the resolvers the run folder names use)
-from emoe_cli.config import available_choices
+import emoe_cli.cli.train  # noqa: F401 (registers the resolvers the run folder names use)
+from emoe_cli.config.checks import available_choices
 from emoe_cli.sweep.identity import run_identity
 
 GROUPS = ("experiment", "method", "model", "task", "moe", "gate", "profile", "lora", "trainer",

@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """The composed config; a value a structured config refuses raises `UserError` with the
     line emoe-run prints for it."""
+    from emoe_cli.config.schema import composition_refusal
     from emoe_cli.errors import UserError
-    from emoe_cli.schema import composition_refusal
 
     with initialize_config_module("emoe_cli.conf", version_base="1.3"):
         try:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from emoe_cli.train import run
+from emoe_cli.cli.train import run
 from tests.helpers import compose_config
 
 TRAIN = "review,stars\ngreat,5\nawful,1\nfine,4\nbad,2\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.config import available_choices, check_group_choices
+from emoe_cli.config.checks import available_choices, check_group_choices
 from tests.helpers import assert_one_line_error, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_unknown_presets_are_reported_in_one_line():
 
 
 def test_cli_rejects_unknown_preset_with_one_line():
-    result = subprocess.run([sys.executable, "-m", "emoe_cli.train", "task=nope"],
+    result = subprocess.run([sys.executable, "-m", "emoe_cli.cli.train", "task=nope"],
                             capture_output=True, text=True, cwd=ROOT)
     assert_one_line_error(result.returncode, result.stderr,
                           f"task=nope is unknown; valid: {', '.join(available_choices('task'))}")

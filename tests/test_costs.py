@@ -1,6 +1,6 @@
 import pytest
 
-from emoe_cli.costs import ffn_parameters, seconds_per_step
+from emoe_cli.models.costs import ffn_parameters, seconds_per_step
 from emoe_cli.moe import emoefy
 from tests.conftest import tiny_bert, tiny_llama
 

@@ -1,11 +1,11 @@
-"""Stochastic depth for transformers' ViT (`model.drop_path_rate`, emoe_cli/drop_path.py)."""
+"""Stochastic depth for transformers' ViT (`model.drop_path_rate`, emoe_cli/models/drop_path.py)."""
 
 import pytest
 import torch
 from torch import nn
 
-from emoe_cli.drop_path import DropPath, add_drop_path
 from emoe_cli.errors import UserError
+from emoe_cli.models.drop_path import DropPath, add_drop_path
 from tests.conftest import tiny_gpt2, tiny_vit
 
 

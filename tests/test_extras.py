@@ -41,7 +41,7 @@ def test_routing_plots_without_matplotlib_is_one_line(monkeypatch, tmp_path, cap
 
 
 def test_inspect_without_matplotlib_is_one_line(monkeypatch, tmp_path, capsys):
-    from emoe_cli import inspection
+    from emoe_cli.cli import inspection
 
     hide(monkeypatch, "matplotlib")
     monkeypatch.chdir(tmp_path)
@@ -58,7 +58,7 @@ def test_a_run_needs_none_of_the_report_libraries(shared_data, minilm_path, tmp_
     # a fresh interpreter: in this one, other tests may have imported them already
     hidden = ", ".join(f"{name!r}: None" for name in REPORT_ONLY)
     code = (f"import sys; sys.modules.update({{{hidden}}}); sys.argv[0] = 'emoe-run'; "
-            "from emoe_cli.train import cli; cli()")
+            "from emoe_cli.cli.train import cli; cli()")
     overrides = ["experiment=quickstart", "debug=fast", "moe=dense", "data.max_train_samples=16",
                  "data.max_eval_samples=8", f"data.root={shared_data}",
                  f"trainer.checkpoint_dir={tmp_path}/ckpt", f"sweep.index_dir={tmp_path}/index",

@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.method import method_name
+from emoe_cli.experiment.method import method_name
 from emoe_cli.sweep.plan import planned_runs
 from tests.helpers import compose_config
 

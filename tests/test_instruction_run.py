@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers
 
-from emoe_cli import recipe
+from emoe_cli.cli.train import run
 from emoe_cli.data.instructions import PROMPT_WITH_INPUT
+from emoe_cli.experiment import recipe
 from emoe_cli.moe import emoe_modules
-from emoe_cli.train import run
 from emoe_cli.training.loop import fit
 from tests.helpers import assert_one_line_error, compose_config, word_tokenizer
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from emoe_cli.analysis.routing_report import cli as routing_cli
-from emoe_cli.train import run
+from emoe_cli.cli.train import run
 from tests.helpers import compose_config
 
 pytest.importorskip("peft")

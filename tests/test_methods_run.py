@@ -6,9 +6,9 @@ import pytest
 import torch
 import transformers
 
-from emoe_cli.method import method_name
+from emoe_cli.cli.train import run
+from emoe_cli.experiment.method import method_name
 from emoe_cli.moe import emoe_modules, load_emoe
-from emoe_cli.train import run
 from tests.helpers import assert_one_line_error, compose_config
 
 TINY = ["experiment=quickstart", "debug=fast", "data.max_train_samples=32",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli.models import gguf_location, resolve_weights
+from emoe_cli.models.pretrained import gguf_location, resolve_weights
 from tests.helpers import compose_config
 
 
@@ -38,7 +38,7 @@ def test_llama_presets_place_experts_as_documented():
 
 
 def test_instruction_experiments_compose_and_validate():
-    from emoe_cli.config import validate
+    from emoe_cli.config.checks import validate
 
     for name, model in (("alpaca_smollm2", "smollm2-135m"), ("alpaca_llama2_7b", "llama2-7b")):
         cfg = compose_config([f"experiment={name}"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
+from emoe_cli.cli.train import run
 from emoe_cli.moe.layer import EMoEFeedForward
-from emoe_cli.train import run
 from tests.helpers import compose_config
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli.config import config_groups, validate
-from emoe_cli.preflight import command_line_problem
+from emoe_cli.config.checks import config_groups, validate
+from emoe_cli.config.preflight import command_line_problem
 from tests.helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ cli()
 """
 
 
-def probe(*argv: str, module: str = "emoe_cli.train", prog: str = "emoe-run",
+def probe(*argv: str, module: str = "emoe_cli.cli.train", prog: str = "emoe-run",
           env: dict | None = None) -> subprocess.CompletedProcess:
     code = PROBE.format(heavy=HEAVY, module=module, prog=prog)
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
@@ -60,11 +60,11 @@ def test_config_errors_are_one_line_without_torch(argv, message):
 
 
 def test_emoe_inspect_answers_without_torch_too():
-    result = probe("inspect.batch_size=0", module="emoe_cli.inspection", prog="emoe-inspect")
+    result = probe("inspect.batch_size=0", module="emoe_cli.cli.inspection", prog="emoe-inspect")
     assert_one_line_error(result.returncode, result.stderr,
                           "inspect.batch_size=0 is invalid", program="emoe-inspect")
     assert heavy_modules(result) == []
-    assert heavy_modules(probe("--help", module="emoe_cli.inspection")) == []
+    assert heavy_modules(probe("--help", module="emoe_cli.cli.inspection")) == []
 
 
 @pytest.mark.parametrize("argv, folder", [
@@ -128,7 +128,7 @@ def test_every_conf_folder_is_a_checked_group():
 
 
 def test_removing_a_typed_key_is_one_line_and_a_gate_key_can_still_be_removed():
-    """Structured configs (emoe_cli/schema.py) cannot lose a key: say so in one line."""
+    """Structured configs (emoe_cli/config/schema.py) cannot lose a key: say so in one line."""
     found = problem("~trainer.lr")
     assert found == ("~trainer.lr: trainer.lr is a typed setting, which cannot be removed; "
                      "valid: trainer.lr=<value>")

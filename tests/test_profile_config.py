@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from emoe_cli.config import check_group_choices, validate
+from emoe_cli.cli.train import new_record
+from emoe_cli.config.checks import check_group_choices, validate
 from emoe_cli.errors import UserError
-from emoe_cli.method import balance_loss_weight
-from emoe_cli.recipe import Recipe
-from emoe_cli.records import RunResult
+from emoe_cli.experiment.method import balance_loss_weight
+from emoe_cli.experiment.recipe import Recipe
 from emoe_cli.sweep.identity import run_identity
-from emoe_cli.train import new_record
+from emoe_cli.tracking.records import RunResult
 from tests.conftest import tiny_llama
 from tests.helpers import compose_config
 

@@ -8,8 +8,14 @@ import sys
 
 from omegaconf import OmegaConf
 
-import emoe_cli.train  # noqa: F401  (registers the emoe_uid resolver)
-from emoe_cli.records import RunRecord, RunResult, record_result, save_record, write_json_atomic
+import emoe_cli.cli.train  # noqa: F401  (registers the emoe_uid resolver)
+from emoe_cli.tracking.records import (
+    RunRecord,
+    RunResult,
+    record_result,
+    save_record,
+    write_json_atomic,
+)
 
 
 def _write_many(path: str, writer: int, times: int) -> None:
@@ -36,7 +42,7 @@ def test_concurrent_writers_never_leave_a_torn_record(tmp_path):
 
 
 def test_two_launches_in_the_same_second_get_different_folders():
-    code = ("import emoe_cli.train; from omegaconf import OmegaConf; "
+    code = ("import emoe_cli.cli.train; from omegaconf import OmegaConf; "
             "c = OmegaConf.create({'run': 'x_${emoe_uid:}', 'sweep': 'y_${emoe_uid:}'}); "
             "print(c.run[2:], c.sweep[2:])")
     first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.config import check_group_choices, validate
+from emoe_cli.config.checks import check_group_choices, validate
 from emoe_cli.errors import UserError
 from tests.helpers import compose_config
 
@@ -71,7 +71,7 @@ def test_unknown_presets_are_named_with_the_valid_ones(override, message):
 def test_a_wrong_type_is_refused_while_composing_with_the_same_line():
     from hydra import compose, initialize_config_module
 
-    from emoe_cli.schema import TrainerSchema, composition_refusal
+    from emoe_cli.config.schema import TrainerSchema, composition_refusal
 
     with initialize_config_module("emoe_cli.conf", version_base="1.3"):
         assert OmegaConf.get_type(compose("config").trainer) is TrainerSchema
@@ -87,14 +87,14 @@ def test_numbers_stay_as_written_so_a_run_identity_does_not_move():
 
 
 def test_presets_only_override_the_schema_defaults_they_pull_in():
-    """A default lives once, in emoe_cli/schema.py: a preset that restates one is a second
+    """A default lives once, in emoe_cli/config/schema.py: a preset that restates one is a second
     copy that would silently disagree the day the schema's changes."""
     from dataclasses import MISSING, fields
     from importlib import resources
 
     import yaml
 
-    from emoe_cli.schema import STORED
+    from emoe_cli.config.schema import STORED
 
     conf = resources.files("emoe_cli.conf")
     pulled = 0

@@ -1,4 +1,4 @@
-from emoe_cli.summary import summary_table
+from emoe_cli.tracking.summary import summary_table
 
 RECORD = {"task": "sst2", "model": "minilm", "method": "emoe", "seed": 0, "status": "completed",
           "id": {"split": "validation", "metrics": {"accuracy": 0.9}, "score": 0.9},

@@ -11,14 +11,14 @@ import transformers
 from accelerate import Accelerator
 from omegaconf import OmegaConf
 
-from emoe_cli.config import available_choices
+from emoe_cli.cli.train import run
+from emoe_cli.config.checks import available_choices
 from emoe_cli.data.instruction_task import check_instruction_task
 from emoe_cli.data.labels import collapse_nli_predictions
 from emoe_cli.data.tasks import check_task, load_task_data, read_ood
 from emoe_cli.errors import DataError, MissingData, UserError
 from emoe_cli.evaluation.evaluate import predict
-from emoe_cli.models import load_classifier
-from emoe_cli.train import run
+from emoe_cli.models.pretrained import load_classifier
 from emoe_cli.workloads import task_kind
 from emoe_cli.workloads.classification import classification_scorer
 from emoe_cli.workloads.image import check_image_task

@@ -9,10 +9,10 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from emoe_cli import tracking
-from emoe_cli.config import check_group_choices
+from emoe_cli.cli.train import run
+from emoe_cli.config.checks import check_group_choices
 from emoe_cli.errors import UserError
-from emoe_cli.train import run
+from emoe_cli.tracking import trackers as tracking
 from tests.helpers import assert_one_line_error, compose_config
 
 TAGS = {"task": "rte", "method": "emoe", "model": "bert"}
@@ -166,7 +166,7 @@ def test_a_missing_tracker_package_is_one_line_before_training(logger, package, 
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed
     with pytest.raises(UserError):
         start(logger, tmp_path)
-    monkeypatch.setattr("emoe_cli.train.run_experiment",
+    monkeypatch.setattr("emoe_cli.cli.train.run_experiment",
                         lambda *a, **k: pytest.fail("trained without its logger"))
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config([f"logger={logger}", f"sweep.index_dir={tmp_path / 'i'}",

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from emoe_cli import recipe
-from emoe_cli.method import loop_hooks
+from emoe_cli.cli.train import run
+from emoe_cli.experiment import recipe
+from emoe_cli.experiment.method import loop_hooks
 from emoe_cli.moe import emoe_modules
-from emoe_cli.train import run
 from emoe_cli.training.loop import fit
 from tests.helpers import assert_one_line_error, compose_config
 

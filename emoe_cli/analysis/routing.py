@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from emoe_cli.moe.layer import EMoEFeedForward
-from emoe_cli.records import write_json_atomic
+from emoe_cli.tracking.records import write_json_atomic
 
 ROUTING_FILE = "routing.json"
 

@@ -22,13 +22,13 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from emoe_cli.config.schema import METRIC_NAMES
 from emoe_cli.data.common import bad_rows_policy
 from emoe_cli.data.files import FILE_SOURCE, check_file_task, is_file_task, read_task_file
 from emoe_cli.data.labels import Bridge, LabelSpace, bridge
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.sources import SOURCES, check_root, load_source
 from emoe_cli.errors import DataError, MissingData, UserError
-from emoe_cli.evaluation.metrics import METRICS
 
 log = logging.getLogger("emoe")
 
@@ -71,10 +71,10 @@ def fraction(data: datasets.Dataset, share: float, seed: int) -> datasets.Datase
 
 def check_task(task) -> dict[str, Bridge]:
     """Fail early, naming the key, on a bad task config; return each OOD set's bridge."""
-    unknown = [name for name in task.metrics if name not in METRICS]
+    unknown = [name for name in task.metrics if name not in METRIC_NAMES]
     if unknown:
         raise UserError(f"task.metrics: unknown metric {unknown[0]!r}; valid: "
-                        f"{', '.join(METRICS)}")
+                        f"{', '.join(METRIC_NAMES)}")
     space = task_space(task)
     return {name: ood_bridge(task, name, space, key) for key, name in ood_sets(task)}
 

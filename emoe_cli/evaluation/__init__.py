@@ -1,1 +1,1 @@
-"""Scoring: metrics, evaluation passes, saved predictions, and `emoe-eval`."""
+"""Scoring: metrics, evaluation passes, saved predictions (`emoe-eval` is cli/evaluate.py)."""

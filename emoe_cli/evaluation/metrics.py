@@ -11,6 +11,8 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from emoe_cli.config.schema import METRIC_NAMES
+
 
 def _correlation(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
     def compute(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -21,13 +23,15 @@ def _correlation(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
     return compute
 
 
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda p, y: float(accuracy_score(y, p)),
     "f1": lambda p, y: float(f1_score(y, p, zero_division=0.0)),
     "matthews_correlation": lambda p, y: float(matthews_corrcoef(y, p)),
     "pearson": _correlation(pearsonr),
     "spearmanr": _correlation(spearmanr),
 }
+# Keyed by the config layer's names, so a name without its function fails at import.
+METRICS = {name: _FUNCTIONS[name] for name in METRIC_NAMES}
 
 
 def compute_metrics(names: Sequence[str], predictions, labels) -> dict[str, float]:

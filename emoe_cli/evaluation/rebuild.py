@@ -24,7 +24,7 @@ def model_weights(cfg: DictConfig, source: Source) -> str:
     """Where the tokenizer or image processor comes from: the model folder itself (saved
     beside the weights), or for a checkpoint the run's pre-trained weights."""
     if source.kind == "checkpoint":
-        from emoe_cli.models import resolve_weights
+        from emoe_cli.models.pretrained import resolve_weights
 
         return resolve_weights(cfg.model.name_or_path, cfg.model.get("gguf_file"),
                                cfg.model.get("missing_hint"))
@@ -61,7 +61,7 @@ def load_model(cfg: DictConfig, source: Source, workload) -> tuple[torch.nn.Modu
 def rebuild_checkpoint(cfg: DictConfig, source: Source, workload) -> tuple[torch.nn.Module, dict]:
     from safetensors.torch import load_file
 
-    from emoe_cli.method import convert
+    from emoe_cli.experiment.method import convert
     from emoe_cli.training.lora import apply_lora_config, lora_enabled
 
     model = workload.load_model(model_weights(cfg, source))

@@ -16,7 +16,7 @@ class Router(Protocol):
     """What a layer asks of its router: scores [tokens, N] for tokens [tokens, d], a start
     from the layer's key rows, and keys that follow them after each optimiser step."""
 
-    name: str  # gate.name, the key of its options' schema (emoe_cli/schema.py GATE_SCHEMAS)
+    name: str  # gate.name, the key of its options' schema (emoe_cli/config/schema.py GATE_SCHEMAS)
     weighted: bool  # True: selected experts weighted by the softmax of their scores (trained)
     noise: float  # the router's own training noise (0: none)
 
@@ -260,5 +260,5 @@ def load_balancing_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tens
 
 
 # gate.name -> router. The CLI knows the gates without torch from their option schemas
-# (emoe_cli/schema.py GATE_SCHEMAS); tests/moe/test_routers.py checks the two agree.
+# (emoe_cli/config/schema.py GATE_SCHEMAS); tests/moe/test_routers.py checks the two agree.
 ROUTERS = {router.name: router for router in (AvgKRouter, LearnedRouter, CosineRouter)}

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from emoe_cli.errors import UserError
-from emoe_cli.records import RESULTS_FILE, BadRecord, read_json_object
 from emoe_cli.report.variants import label_variants, setting
 from emoe_cli.sweep.tally import SKIPPED_FILE
+from emoe_cli.tracking.records import RESULTS_FILE, BadRecord, read_json_object
 
 log = logging.getLogger("emoe")
 COLUMNS = ["model", "selection", "task", "method", "variant", "lr", "seed", "select", "id",

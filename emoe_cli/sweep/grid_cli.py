@@ -15,7 +15,7 @@ import sys
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from emoe_cli.config import check_group_choices
+from emoe_cli.config.checks import check_group_choices
 from emoe_cli.errors import warnings_to_stderr
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import find_completed, reindex

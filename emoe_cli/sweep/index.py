@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from emoe_cli.records import RESULTS_FILE, BadRecord, read_json_object, write_json_atomic
+from emoe_cli.tracking.records import RESULTS_FILE, BadRecord, read_json_object, write_json_atomic
 
 log = logging.getLogger("emoe")
 INDEX_HINT = "ignored; delete it, or rebuild the index with emoe-grid --reindex DIR"

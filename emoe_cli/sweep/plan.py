@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.config import available_choices
+from emoe_cli.config.checks import available_choices
 
 CONFIG_MODULE, CONFIG_NAME = "emoe_cli.conf", "config"
 

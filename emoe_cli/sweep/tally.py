@@ -15,8 +15,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from emoe_cli.records import RESULTS_FILE, write_json_atomic
 from emoe_cli.sweep.index import read_record
+from emoe_cli.tracking.records import RESULTS_FILE, write_json_atomic
 
 log = logging.getLogger("emoe")
 SKIPPED_FILE = "skipped.json"

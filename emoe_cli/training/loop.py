@@ -18,8 +18,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
 from emoe_cli.errors import RunInterrupted, TrainingDiverged
-from emoe_cli.records import SCORE_EXTRAS
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.records import SCORE_EXTRAS
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore, TrainingState
 from emoe_cli.training.progress import Progress
 from emoe_cli.training.signals import StopRequest

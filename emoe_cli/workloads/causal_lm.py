@@ -9,7 +9,7 @@ from transformers import DataCollatorForSeq2Seq
 from emoe_cli.data.instruction_task import load_instruction_task
 from emoe_cli.data.instructions import IGNORE_INDEX
 from emoe_cli.evaluation.language_model import score_language_model
-from emoe_cli.models import load_causal_lm, load_tokenizer
+from emoe_cli.models.pretrained import load_causal_lm, load_tokenizer
 from emoe_cli.workloads import Workload
 
 

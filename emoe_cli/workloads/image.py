@@ -13,15 +13,15 @@ import logging
 import transformers
 from omegaconf import DictConfig
 
+from emoe_cli.config.schema import METRIC_NAMES
 from emoe_cli.data.common import open_fraction
 from emoe_cli.data.domainbed import held_out_index, leave_one_out, read_domains
 from emoe_cli.data.pixels import PixelEncoder, encode, encode_domainbed
 from emoe_cli.data.selection import split_for_selection
 from emoe_cli.data.tasks import TaskData, cap, fraction
-from emoe_cli.drop_path import add_drop_path
 from emoe_cli.errors import UserError
-from emoe_cli.evaluation.metrics import METRICS
-from emoe_cli.models import load_config, load_pretrained
+from emoe_cli.models.drop_path import add_drop_path
+from emoe_cli.models.pretrained import load_config, load_pretrained
 from emoe_cli.workloads import Workload
 from emoe_cli.workloads.classification import classification_scorer
 
@@ -43,10 +43,10 @@ def load_image_classifier(weights: str, num_labels: int) -> transformers.PreTrai
 
 def check_image_task(task) -> None:
     """Fail early, naming the key, on a bad vision task config."""
-    unknown = [name for name in task.metrics if name not in METRICS]
+    unknown = [name for name in task.metrics if name not in METRIC_NAMES]
     if unknown:
         raise UserError(f"task.metrics: unknown metric {unknown[0]!r}; valid: "
-                        f"{', '.join(METRICS)}")
+                        f"{', '.join(METRIC_NAMES)}")
     held_out_index(list(task.domains), task.test_env)
     open_fraction(task.holdout_fraction, "task.holdout_fraction")
     if task.get("pipeline", "processor") not in PIPELINES:

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from transformers import DataCollatorWithPadding
 
 from emoe_cli.data.tasks import load_task_data
-from emoe_cli.models import load_classifier, load_tokenizer
+from emoe_cli.models.pretrained import load_classifier, load_tokenizer
 from emoe_cli.workloads import Workload
 from emoe_cli.workloads.classification import classification_scorer
 

@@ -2,7 +2,7 @@
 
 `--help`, `--cfg job`, `--info`, a completion query and config errors must come back sooner
 than torch alone loads (target: each below 1.0x the torch import), since none of them needs
-a model. Each command is a fresh interpreter (`python -m emoe_cli.train`, what the
+a model. Each command is a fresh interpreter (`python -m emoe_cli.cli.train`, what the
 `emoe-run` script runs), timed in interleaved rounds so that a busy machine slows all alike;
 each is checked once to answer as it should (exit code, and no torch for the CLI).
 
@@ -22,7 +22,7 @@ from common import interleaved_medians
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
        "COMP_LINE": "emoe-run trainer.l"}  # what bash hands Hydra's completion on a Tab
-CLI = [sys.executable, "-m", "emoe_cli.train"]
+CLI = [sys.executable, "-m", "emoe_cli.cli.train"]
 # name: (command, expected exit code)
 COMMANDS = {
     'python -c "import torch"': ([sys.executable, "-c", "import torch"], 0),
@@ -36,7 +36,7 @@ COMMANDS = {
 }
 PROBE = "import runpy, sys; sys.argv[0] = 'emoe-run'; atexit = __import__('atexit'); " \
         "atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr)); " \
-        "runpy.run_module('emoe_cli.train', run_name='__main__')"
+        "runpy.run_module('emoe_cli.cli.train', run_name='__main__')"
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:

@@ -52,7 +52,7 @@ import transformers
 from common import allocator_setup, interleaved_times, make_batch, text_source
 from torch import nn
 
-from emoe_cli.models import resolve_weights
+from emoe_cli.models.pretrained import resolve_weights
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.convert import split_neurons
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward

@@ -28,7 +28,7 @@ import transformers
 from bench_step import MINILM, build_dense, step_job
 from common import allocator_setup, interleaved_medians, make_batch, text_source
 
-from emoe_cli.models import resolve_weights
+from emoe_cli.models.pretrained import resolve_weights
 from emoe_cli.moe import balance_loss, emoe_modules, emoefy
 from emoe_cli.moe.profile import PROFILES
 

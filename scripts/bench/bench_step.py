@@ -37,7 +37,7 @@ import torch
 import transformers
 from common import allocator_setup, interleaved_medians, make_batch, text_source
 
-from emoe_cli.models import resolve_weights
+from emoe_cli.models.pretrained import resolve_weights
 from emoe_cli.moe import attach_router_refresh, emoefy
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

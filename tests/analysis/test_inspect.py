@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_module
 
 from emoe_cli.analysis.conversion_table import conversion_table
 from emoe_cli.analysis.conversion_view import text_table
+from emoe_cli.cli.inspection import check_overrides, inspect, inspect_layers, top_ks
 from emoe_cli.errors import UserError
-from emoe_cli.inspection import check_overrides, inspect, inspect_layers, top_ks
 from emoe_cli.moe import emoefy
 from tests.conftest import tiny_bert
 
@@ -120,7 +120,7 @@ def test_console_script_prints_one_line_and_exits_2(tmp_path):
         (f"data.root={tmp_path / 'nope'}", f"emoe-inspect: error: data.root='{tmp_path}/nope' "
                                            "is invalid; valid: an existing glue_data-style "
                                            "directory, or null for the hub")]:
-        result = subprocess.run([sys.executable, "-m", "emoe_cli.inspection", override],
+        result = subprocess.run([sys.executable, "-m", "emoe_cli.cli.inspection", override],
                                 capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().splitlines() == [line]

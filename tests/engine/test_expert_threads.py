@@ -149,7 +149,7 @@ def test_emoe_run_lets_idle_openmp_threads_sleep_unless_the_user_chose(chosen, e
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if chosen:
         env["OMP_WAIT_POLICY"] = chosen
-    code = ("import os, sys; import emoe_cli.train; "
+    code = ("import os, sys; import emoe_cli.cli.train; "
             "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()

@@ -12,10 +12,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from emoe_cli.cli import evaluate as eval_cli
+from emoe_cli.cli.train import run
 from emoe_cli.data.labels import collapse_nli_predictions
-from emoe_cli.evaluation import cli as eval_cli
 from emoe_cli.evaluation.predictions import PredictionWriter, read_predictions, rescore
-from emoe_cli.train import run
 from emoe_cli.workloads.classification import classification_scorer
 from tests.helpers import assert_one_line_error, compose_config
 

@@ -30,3 +30,11 @@ def test_correlations_by_hand():
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="unknown metric 'bleu'"):
         compute_metrics(["bleu"], [1], [1])
+
+
+def test_every_metric_name_has_its_function():
+    """The config layer's names and the functions evaluation computes are the same set."""
+    from emoe_cli.config.schema import METRIC_NAMES
+    from emoe_cli.evaluation.metrics import METRICS
+
+    assert set(METRICS) == set(METRIC_NAMES)

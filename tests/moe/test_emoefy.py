@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emoe_cli.method import convert
+from emoe_cli.experiment.method import convert
 from emoe_cli.moe import EMoEFeedForward, attach_router_refresh, emoe_modules, emoefy
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit
 from tests.helpers import compose_config

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emoe_cli.method import convert
+from emoe_cli.experiment.method import convert
 from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.routers import AvgKRouter, LearnedRouter, load_balancing_loss, pick_experts
 from tests.conftest import tiny_bert
@@ -146,9 +146,9 @@ def test_router_noise_perturbs_training_logits_only():
 def test_every_gate_has_its_router_its_option_schema_and_its_preset():
     """A gate's name is known in one place per layer (router class, options schema, preset):
     one missing means the CLI accepts a gate the model cannot build, or the reverse."""
-    from emoe_cli.config import available_choices
+    from emoe_cli.config.checks import available_choices
+    from emoe_cli.config.schema import GATE_SCHEMAS
     from emoe_cli.moe.routers import ROUTERS
-    from emoe_cli.schema import GATE_SCHEMAS
 
     assert set(ROUTERS) == set(GATE_SCHEMAS) == set(available_choices("gate"))
     for name in GATE_SCHEMAS:

@@ -3,9 +3,9 @@ a legacy bare NaN reads as a missing value."""
 
 import pytest
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.report.cli import main
 from emoe_cli.report.runs import load_runs
+from emoe_cli.tracking.records import write_json_atomic
 
 
 def good(folder, seed=0, score=0.6):

@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.report import tables
 from emoe_cli.report.cli import build_report
 from emoe_cli.report.runs import load_runs
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.tally import skipped_marker
+from emoe_cli.tracking.records import write_json_atomic
 
 IGNORE = ["sweep", "logger", "data.root"]
 

@@ -9,9 +9,9 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.transforms import Bbox
 from PIL import Image
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.report import plots, tables
 from emoe_cli.report.runs import load_runs
+from emoe_cli.tracking.records import write_json_atomic
 from tests.report.test_report import record
 
 # Tall bars (so a legend inside the axes has nowhere to go) and one wide seed spread (an

@@ -4,11 +4,11 @@ import math
 
 import pytest
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.report import tables
 from emoe_cli.report.cli import build_report, main
 from emoe_cli.report.runs import load_runs
 from emoe_cli.report.stats import bootstrap_ci
+from emoe_cli.tracking.records import write_json_atomic
 from tests.helpers import assert_one_line_error
 
 # (task, method, lr, seed, id, {ood set: score}, seconds per step)

@@ -1,7 +1,7 @@
 import json
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.sweep.index import add_completed, find_completed, reindex
+from emoe_cli.tracking.records import write_json_atomic
 
 
 def write_run(folder, identity, status="completed"):

@@ -37,7 +37,7 @@ def test_slurm_preset_writes_the_expected_submission(tmp_path):
     copy = tmp_path / "submitted.sh"
     env = {**os.environ, "PATH": f"{fake_slurm(tmp_path / 'bin')}:{os.environ['PATH']}",
            "FAKE_SBATCH_COPY": str(copy), "EMOE_SLURM_PARTITION": "a100"}
-    command = [sys.executable, "-m", "emoe_cli.train", "--multirun", "hydra/launcher=slurm",
+    command = [sys.executable, "-m", "emoe_cli.cli.train", "--multirun", "hydra/launcher=slurm",
                "experiment=quickstart", "seed=0,1,2", "hydra.launcher.timeout_min=90",
                "hydra.launcher.array_parallelism=2", "hydra.launcher.gpus_per_node=1",
                f"hydra.sweep.dir={tmp_path / 'sweep'}"]

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from emoe_cli import train
+from emoe_cli.cli import train
 from emoe_cli.sweep.objective import sweep_objective
 
 SENTENCES = ["a fine film", "a dull film", "great acting", "poor acting", "loved it",

@@ -3,11 +3,11 @@
 import pytest
 from omegaconf import OmegaConf
 
-from emoe_cli.records import write_json_atomic
 from emoe_cli.sweep.grid_cli import completed, main, split_fixed
 from emoe_cli.sweep.identity import run_identity
 from emoe_cli.sweep.index import add_completed
 from emoe_cli.sweep.plan import job_config, planned_runs
+from emoe_cli.tracking.records import write_json_atomic
 from tests.helpers import assert_one_line_error
 
 # Hand counts of the grids that mirror the paper's tables (docs/protocols.md "The paper's grids"):
@@ -140,8 +140,8 @@ def test_reindex_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize("preset, model, last_method", [
     ("domainbed_vit_s", "deit-small", "emoe_learn"), ("domainbed_vit_b", "deit-base", "emoe")])
 def test_vision_grid_jobs_compose_and_validate(preset, model, last_method):
-    from emoe_cli.config import validate
-    from emoe_cli.method import method_name
+    from emoe_cli.config.checks import validate
+    from emoe_cli.experiment.method import method_name
     from emoe_cli.workloads.image import check_image_task
 
     jobs = planned_runs([f"experiment={preset}"])

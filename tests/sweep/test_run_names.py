@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-import emoe_cli.naming  # noqa: F401 (registers ${emoe_method:}, as emoe-run does)
+import emoe_cli.config.naming  # noqa: F401 (registers ${emoe_method:}, as emoe-run does)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_folder_names_follow_the_keys_not_just_the_preset():
 
 
 def test_naming_loads_no_model_library():
-    code = ("import sys, emoe_cli.naming; "
+    code = ("import sys, emoe_cli.config.naming; "
             "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import recipe, train
-from emoe_cli.train import run
+from emoe_cli.cli import train
+from emoe_cli.cli.train import run
+from emoe_cli.experiment import recipe
 from emoe_cli.workloads import build_workload
 from tests.helpers import compose_config
 
@@ -19,7 +20,7 @@ JOBS = ("0_emoe", "1_emoe")  # hydra.sweep.subdir: the job number, then its meth
 
 
 def launch(tmp_path, name, *overrides):
-    command = [sys.executable, "-m", "emoe_cli.train", "--multirun", *TINY, *overrides,
+    command = [sys.executable, "-m", "emoe_cli.cli.train", "--multirun", *TINY, *overrides,
                f"hydra.sweep.dir={tmp_path / name}", f"sweep.index_dir={tmp_path / 'index'}"]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 

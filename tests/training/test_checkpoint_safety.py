@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import recipe, records, train
-from emoe_cli.train import run
+from emoe_cli.cli import train
+from emoe_cli.cli.train import run
+from emoe_cli.experiment import recipe
+from emoe_cli.tracking import records
 from tests.helpers import compose_config
 
 pytestmark = pytest.mark.slow  # end-to-end runs (and one emoe-run process start)
@@ -217,7 +219,7 @@ def test_an_unwritable_checkpoint_dir_fails_before_training(fresh, tmp_path, cap
 def test_an_unwritable_hydra_run_dir_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("")
     finished = subprocess.run(
-        [sys.executable, "-m", "emoe_cli.train", "logger=none",
+        [sys.executable, "-m", "emoe_cli.cli.train", "logger=none",
          f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"], capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": PROJECT, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert finished.returncode == 2

@@ -13,7 +13,7 @@ def test_a_two_process_run_scores_every_example_and_writes_one_record(minilm2_di
                                                                       shared_data, tmp_path):
     index = tmp_path / "index"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--standalone", "-m", "emoe_cli.train", "experiment=quickstart",
+               "--standalone", "-m", "emoe_cli.cli.train", "experiment=quickstart",
                "logger=none", f"model.name_or_path={minilm2_dir}", "moe.layers=[0,1]",
                "moe.num_experts=16", "moe.top_k=4", f"data.root={shared_data}",
                "data.max_train_samples=32", "data.max_eval_samples=15", "trainer.batch_size=8",

@@ -16,14 +16,14 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from emoe_cli import recipe
 from emoe_cli.errors import RunInterrupted
-from emoe_cli.method import loop_hooks
+from emoe_cli.experiment import recipe
+from emoe_cli.experiment.method import loop_hooks
+from emoe_cli.experiment.recipe import build_accelerator, checkpoint_store
 from emoe_cli.moe import emoe_modules, emoefy
 from emoe_cli.moe.layer import DenseFFN, EMoEFeedForward
 from emoe_cli.moe.routers import LearnedRouter
-from emoe_cli.recipe import build_accelerator, checkpoint_store
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.loop import LoopHooks, fit
 from emoe_cli.training.sampler import EpochShuffleSampler

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from emoe_cli.config import validate_lora
+from emoe_cli.config.checks import validate_lora
 from emoe_cli.errors import UserError
-from emoe_cli.method import method_name
+from emoe_cli.experiment.method import method_name
 from emoe_cli.moe import attach_router_refresh, emoe_modules, emoefy
 from emoe_cli.training.lora import apply_lora, apply_lora_config, lora_targets
 from tests.conftest import tiny_bert, tiny_gpt2, tiny_llama, tiny_vit
@@ -142,7 +142,7 @@ def test_bad_lora_settings_are_one_line_errors(overrides, message):
 
 
 def test_unknown_lora_preset_is_named_with_the_choices():
-    from emoe_cli.config import check_group_choices
+    from emoe_cli.config.checks import check_group_choices
 
     assert check_group_choices(["lora=big"]) == (
         "lora=big is unknown; valid: emoe, moe_layers, none, standard")

@@ -12,8 +12,8 @@ import sys
 import pytest
 from torch.utils.data import DataLoader
 
-from emoe_cli.recipe import build_accelerator
-from emoe_cli.tracking import NullTracker
+from emoe_cli.experiment.recipe import build_accelerator
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.loop import fit
 from emoe_cli.training.progress import clock_text
 from emoe_cli.training.sampler import EpochShuffleSampler
@@ -112,7 +112,7 @@ def test_emoe_run_writes_progress_to_train_log_and_metrics_csv(minilm2_dir, tmp_
     overrides = [*task_overrides(files, tmp_path / "checkpoints", minilm2_dir),
                  "logger=csv", "moe=dense", "trainer.epochs=2", "trainer.log_every_steps=1",
                  f"hydra.run.dir={tmp_path / 'run'}"]
-    finished = subprocess.run([sys.executable, "-m", "emoe_cli.train", *overrides],
+    finished = subprocess.run([sys.executable, "-m", "emoe_cli.cli.train", *overrides],
                               capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": PROJECT, "HF_HUB_OFFLINE": "1"})
     assert finished.returncode == 0, finished.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from emoe_cli import train
-from emoe_cli.tracking import NullTracker
-from emoe_cli.train import run
+from emoe_cli.cli import train
+from emoe_cli.cli.train import run
+from emoe_cli.tracking.trackers import NullTracker
 from tests.helpers import compose_config
 
 
@@ -91,7 +91,7 @@ def test_sigterm_saves_and_the_same_command_resumes_exactly(small, uninterrupted
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_epoch(small, uninterrupted, tmp_path, monkeypatch):
     """SIGKILL leaves no chance to save: the run continues from the last epoch checkpoint."""
-    command = [sys.executable, "-m", "emoe_cli.train", *small,
+    command = [sys.executable, "-m", "emoe_cli.cli.train", *small,
                f"hydra.run.dir={tmp_path / 'killed'}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,

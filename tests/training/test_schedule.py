@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.loop import build_optimizer, fit
 from tests.helpers import compose_config
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import transformers
 
-from emoe_cli.pretrain_vit import main as pretrain_main
-from emoe_cli.pretrain_vit import pretrain
-from emoe_cli.train import run
+from emoe_cli.cli.pretrain_vit import main as pretrain_main
+from emoe_cli.cli.pretrain_vit import pretrain
+from emoe_cli.cli.train import run
 from tests.conftest import tiny_vit
 from tests.data.test_images import write_image_folder
 from tests.helpers import assert_one_line_error, compose_config
@@ -135,7 +135,7 @@ def test_pretraining_refuses_zero_epochs_by_name(capsys):
 
 def test_domainbed_pipeline_augments_training_rows_and_batches_by_domain(tmp_path, vit_dir,
                                                                        vlcs_root):
-    from emoe_cli.drop_path import DropPath
+    from emoe_cli.models.drop_path import DropPath
     from emoe_cli.workloads.image import image_workload
 
     cfg = compose_config(overrides(tmp_path, vit_dir, "task=vlcs", f"data.root={vlcs_root}",

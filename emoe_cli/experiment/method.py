@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.config import run_profile
+from emoe_cli.config.checks import run_profile
+from emoe_cli.config.naming import method_name  # noqa: F401 (records and tests import it here)
 from emoe_cli.errors import UserError
 from emoe_cli.moe.spec import LayerSpec
-from emoe_cli.naming import method_name  # noqa: F401 (records and tests import it here)
 
 if TYPE_CHECKING:
     import torch

@@ -18,14 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from emoe_cli.analysis.routing import record_routing, routing_splits
-from emoe_cli.config import run_profile, validate
-from emoe_cli.costs import ffn_parameters, seconds_per_step
+from emoe_cli.config.checks import run_profile, validate
 from emoe_cli.data.selection import selection_record
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.predictions import prediction_writer
 from emoe_cli.evaluation.sources import RUN_CONFIG
-from emoe_cli.method import balance_loss_weight, convert, loop_hooks, moe_errors
-from emoe_cli.models import load_config, resolve_weights
+from emoe_cli.experiment.method import balance_loss_weight, convert, loop_hooks, moe_errors
+from emoe_cli.models.costs import ffn_parameters, seconds_per_step
+from emoe_cli.models.pretrained import load_config, resolve_weights
 from emoe_cli.moe.adapters import family_of
 from emoe_cli.moe.convert import check_fits
 from emoe_cli.moe.export import export_dense
@@ -34,8 +34,8 @@ from emoe_cli.moe.noise import add_uniform_noise
 from emoe_cli.moe.profile import check_family
 from emoe_cli.moe.receipt import conversion_receipt, expert_mode, model_outputs, probe_batch
 from emoe_cli.moe.serialize import save_emoe
-from emoe_cli.records import UNSET, RunResult, is_main_process, write_json_atomic
-from emoe_cli.tracking import NullTracker
+from emoe_cli.tracking.records import UNSET, RunResult, is_main_process, write_json_atomic
+from emoe_cli.tracking.trackers import NullTracker
 from emoe_cli.training.checkpoint import CheckpointStore
 from emoe_cli.training.fingerprint import data_fingerprint
 from emoe_cli.training.loop import fit

@@ -27,13 +27,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from emoe_cli.config import check_group_choices, validate
+from emoe_cli.config.checks import check_group_choices, validate
+from emoe_cli.config.preflight import exit_on_bad_command_line
+from emoe_cli.config.schema import InspectSchema, check_node
 from emoe_cli.errors import UserError
 from emoe_cli.extras import require
 from emoe_cli.moe.choices import SPLITS
 from emoe_cli.moe.layers import LAYER_RULES, resolve_layers
-from emoe_cli.preflight import exit_on_bad_command_line
-from emoe_cli.schema import InspectSchema, check_node
 
 if TYPE_CHECKING:
     from emoe_cli.analysis.conversion_table import InspectRow
@@ -134,8 +134,8 @@ def inspect(cfg: DictConfig, output_dir: str | Path) -> tuple[list[InspectRow], 
         text_table,
         write_csv,
     )
-    from emoe_cli.method import convert, moe_errors
-    from emoe_cli.models import load_config, resolve_weights
+    from emoe_cli.experiment.method import convert, moe_errors
+    from emoe_cli.models.pretrained import load_config, resolve_weights
     from emoe_cli.moe.convert import check_fits
     from emoe_cli.moe.noise import add_uniform_noise
     from emoe_cli.moe.receipt import probe_batch

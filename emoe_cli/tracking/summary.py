@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emoe_cli.records import SCORE_EXTRAS
+from emoe_cli.tracking.records import SCORE_EXTRAS
 
 
 def summary_table(record: dict[str, Any], results_path: str) -> str:

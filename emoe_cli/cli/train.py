@@ -25,12 +25,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoe_cli.config import validate
+from emoe_cli.config.checks import validate
+from emoe_cli.config.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
+from emoe_cli.config.preflight import exit_on_bad_command_line
 from emoe_cli.engine.allocator import keep_freed_memory
-from emoe_cli.method import method_name
-from emoe_cli.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
-from emoe_cli.preflight import exit_on_bad_command_line
-from emoe_cli.records import (
+from emoe_cli.experiment.method import method_name
+from emoe_cli.experiment.task_wrapper import TaskWrapper
+from emoe_cli.experiment.writable import require_writable
+from emoe_cli.sweep.identity import run_identity
+from emoe_cli.sweep.objective import sweep_objective
+from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
+from emoe_cli.sweep.tally import skipped_marker
+from emoe_cli.tracking.records import (
     RESULTS_FILE,
     RunRecord,
     RunResult,
@@ -38,16 +44,10 @@ from emoe_cli.records import (
     record_result,
     save_record,
 )
-from emoe_cli.summary import summary_table
-from emoe_cli.sweep.identity import run_identity
-from emoe_cli.sweep.objective import sweep_objective
-from emoe_cli.sweep.resume import completed_twin, place_on_gpu, remember_completed, skip_run
-from emoe_cli.sweep.tally import skipped_marker
-from emoe_cli.task_wrapper import TaskWrapper
-from emoe_cli.tracking import start_tracker
+from emoe_cli.tracking.summary import summary_table
+from emoe_cli.tracking.trackers import start_tracker
 from emoe_cli.training.lock import IdentityBusy, IdentityLock
 from emoe_cli.training.signals import StopRequest
-from emoe_cli.writable import require_writable
 
 log = logging.getLogger("emoe")
 BUSY_EXIT = 75  # EX_TEMPFAIL: an identical run holds the identity; try again once it ends
@@ -64,7 +64,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopReques
     record: all of it, or what the recipe reached before it failed. The recipe is imported
     when a job starts (torch, transformers and peft load only then), so --help, --cfg and
     config errors answer without them."""
-    from emoe_cli.recipe import Recipe
+    from emoe_cli.experiment.recipe import Recipe
 
     result = RunResult()
     try:
@@ -218,7 +218,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """Console entry point: a bad override or value is one line and exit 2 before Hydra
-    makes a run folder (emoe_cli/preflight.py), then Hydra. Nothing here loads torch until a
+    makes a run folder (emoe_cli/config/preflight.py), then Hydra. Nothing here loads torch until a
     job runs, so --help, --cfg, --info and completion answer at once."""
     exit_on_bad_command_line("emoe-run", sys.argv[1:], "config", validate)
     main()

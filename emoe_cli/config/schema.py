@@ -23,6 +23,10 @@ from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import MODES, SELECTIONS, SELECTS, SPLITS
 from emoe_cli.training.lora_settings import LORA_MODES
 
+# task.metrics: the metric names a task may ask for. They live here, below both the task
+# check (data/tasks.py) and the functions that compute them (evaluation/metrics.py).
+METRIC_NAMES = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
+
 Number = Any  # an int or a float, kept as written (see the module docstring)
 
 

@@ -10,7 +10,7 @@ import traceback
 from types import TracebackType
 
 from emoe_cli.errors import RunFailure, RunInterrupted, UserError
-from emoe_cli.records import RunRecord
+from emoe_cli.tracking.records import RunRecord
 
 USER_ERROR_EXIT = 2
 

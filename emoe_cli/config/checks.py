@@ -1,6 +1,6 @@
 """Checks on the composed config, so user mistakes surface as one clear line.
 
-What one key alone must be is in its schema (`emoe_cli/schema.py`); this module holds every
+What one key alone must be is in its schema (`emoe_cli/config/schema.py`); this module holds every
 check that spans keys or groups, or needs the file system, so there is one place to look.
 The model's own guards (`moe/choices.check_routing`, `moe/profile.check_values`) serve the
 Python API too; the config checks call them rather than repeat them.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from emoe_cli.config.schema import LoraSchema, check_node, check_schemas
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
-from emoe_cli.schema import LoraSchema, check_node, check_schemas
-from emoe_cli.tracking import check_loggers
+from emoe_cli.tracking.trackers import check_loggers
 from emoe_cli.training.lora_settings import lora_enabled
 
 
@@ -86,7 +86,7 @@ def _require(condition: bool, key: str, value, valid: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise `UserError` naming the first bad key, its value and what would be valid.
 
-    Types and ranges come from the schemas (emoe_cli.schema); what spans several keys or
+    Types and ranges come from the schemas (emoe_cli.config.schema); what spans several keys or
     needs the file system is checked here.
     """
     check_schemas(cfg)

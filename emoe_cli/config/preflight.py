@@ -22,7 +22,7 @@ from importlib import resources
 
 from omegaconf import DictConfig
 
-from emoe_cli.config import check_group_choices, config_groups
+from emoe_cli.config.checks import check_group_choices, config_groups
 from emoe_cli.errors import UserError
 
 USER_ERROR_EXIT = 2
@@ -190,7 +190,7 @@ PATTERNS = [
 
 def composition_message(error: Exception) -> str:
     """Hydra's composition error as one line naming the key and what would be valid."""
-    from emoe_cli.schema import composition_refusal
+    from emoe_cli.config.schema import composition_refusal
 
     refusal = composition_refusal(error)
     if refusal is not None:  # a value of the wrong type for a structured config
@@ -198,7 +198,7 @@ def composition_message(error: Exception) -> str:
     text = str(error)
     removed = re.match(r"Error merging override ~(\S+)", text)
     if removed and "does not support deletion" in str(error.__cause__):
-        key = removed.group(1)  # a key of a structured config (emoe_cli/schema.py)
+        key = removed.group(1)  # a key of a structured config (emoe_cli/config/schema.py)
         return f"~{key}: {key} is a typed setting, which cannot be removed; valid: {key}=<value>"
     for pattern, kind in PATTERNS:
         match = pattern.search(text)
@@ -300,7 +300,7 @@ def schema_keys(data: dict, package: str) -> Iterable[tuple[str, object]]:
     (`- /schema/trainer@_here_` in trainer/default.yaml: trainer.lr, ...)."""
     from dataclasses import fields
 
-    from emoe_cli.schema import STORED
+    from emoe_cli.config.schema import STORED
 
     for entry in data.get("defaults") or []:
         if not (isinstance(entry, str) and entry.startswith("/schema/")):

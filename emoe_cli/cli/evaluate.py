@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.sources import Source, find_source
-from emoe_cli.records import (
+from emoe_cli.tracking.records import (
     RESULTS_FILE,
     RunRecord,
     RunResult,
@@ -109,7 +109,7 @@ def check_identity(cfg: DictConfig, source: Source) -> None:
 
 def record_method(cfg: DictConfig, source: Source) -> str:
     """The run's method; a dense folder is `dense`, or `<method>_dense_export` from a run."""
-    from emoe_cli.method import method_name
+    from emoe_cli.experiment.method import method_name
 
     method = method_name(cfg)
     if source.kind != "dense":
@@ -137,11 +137,11 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
     what was reached, should a step fail)."""
     from accelerate.utils import set_seed
 
-    from emoe_cli.config import validate
+    from emoe_cli.config.checks import validate
     from emoe_cli.evaluation.predictions import prediction_writer
     from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
-    from emoe_cli.recipe import build_accelerator
+    from emoe_cli.experiment.recipe import build_accelerator
     from emoe_cli.workloads import build_workload
 
     validate(cfg)
@@ -184,7 +184,7 @@ def scoring_config(cfg: DictConfig) -> DictConfig:
 def finish(record: RunRecord, output_dir: str | Path) -> None:
     path = Path(output_dir) / RESULTS_FILE
     if record.status == "completed" and is_main_process():
-        from emoe_cli.summary import summary_table
+        from emoe_cli.tracking.summary import summary_table
 
         evaluated = record.extra["evaluated"]
         print(summary_table(record.to_dict(), str(path)), flush=True)
@@ -239,7 +239,7 @@ def cli() -> None:
         except UserError as error:
             problem = str(error)
     if problem is None:
-        from emoe_cli.config import check_group_choices
+        from emoe_cli.config.checks import check_group_choices
 
         problem = check_group_choices(overrides)
     if problem:

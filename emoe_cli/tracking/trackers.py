@@ -142,7 +142,7 @@ def start_tracker(logger_cfg: DictConfig, config: dict[str, Any], name: str,
     """The trackers that `cfg.logger` names (its keys), checked now and started at their first
     use; `tags` name the task, method and model."""
     check_loggers(logger_cfg)
-    from emoe_cli.records import is_main_process
+    from emoe_cli.tracking.records import is_main_process
 
     if not logger_cfg or not is_main_process():
         return NullTracker()
@@ -167,7 +167,7 @@ class RunInfo:
 
 
 def csv_tracker(options, run: RunInfo, config: dict):
-    from emoe_cli.metrics_csv import CSVTracker
+    from emoe_cli.tracking.metrics_csv import CSVTracker
 
     return CSVTracker(run.name, run.output_dir)
 
