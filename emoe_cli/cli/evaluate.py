@@ -16,7 +16,6 @@ from emoe_cli.engine.openmp import sleep_when_idle
 sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
 import copy
-import secrets
 import sys
 import time
 import traceback
@@ -26,6 +25,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from emoe_cli.config import naming  # noqa: F401 (registers ${emoe_uid:} for folders)
 from emoe_cli.errors import UserError
 from emoe_cli.evaluation.sources import Source, find_source
 from emoe_cli.tracking.records import (
@@ -37,9 +37,6 @@ from emoe_cli.tracking.records import (
     save_record,
 )
 
-# The output folder's ${emoe_uid:}, registered as emoe-run registers it (the same cached value).
-OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
-                                replace=True)
 PROG = "emoe-eval"
 USER_ERROR_EXIT = 2
 # What may change when the model comes from a run: which data it is scored on and how.

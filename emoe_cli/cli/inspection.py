@@ -16,7 +16,6 @@ from emoe_cli.engine.openmp import sleep_when_idle
 sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
 import copy
-import secrets
 import sys
 import time
 from dataclasses import fields
@@ -27,6 +26,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from emoe_cli.config import naming  # noqa: F401 (registers ${emoe_uid:} for folders)
 from emoe_cli.config.checks import check_group_choices, validate
 from emoe_cli.config.preflight import exit_on_bad_command_line
 from emoe_cli.config.schema import InspectSchema, check_node
@@ -38,9 +38,6 @@ from emoe_cli.moe.layers import LAYER_RULES, resolve_layers
 if TYPE_CHECKING:
     from emoe_cli.analysis.conversion_table import InspectRow
 
-# The output folder's ${emoe_uid:}, registered as emoe-run registers it (the same cached value).
-OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
-                                replace=True)
 PROG = "emoe-inspect"
 USER_ERROR_EXIT = 2
 LISTS = ("top_k", "layers")  # keys that take a list, so a range or a comma sweep becomes one

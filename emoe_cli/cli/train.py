@@ -15,7 +15,6 @@ sleep_when_idle()  # before anything loads torch (and with it OpenMP)
 
 import json
 import logging
-import secrets
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoe_cli.config.checks import validate
-from emoe_cli.config.naming import folder_method  # noqa: F401 (registers ${emoe_method:} for folders)
+from emoe_cli.config.naming import folder_method  # noqa: F401 (registers the folder resolvers)
 from emoe_cli.config.preflight import exit_on_bad_command_line
 from emoe_cli.engine.allocator import keep_freed_memory
 from emoe_cli.experiment.method import method_name
@@ -52,10 +51,6 @@ from emoe_cli.training.signals import StopRequest
 log = logging.getLogger("emoe")
 BUSY_EXIT = 75  # EX_TEMPFAIL: an identical run holds the identity; try again once it ends
 
-# A few random hex digits in every output folder name, so two runs or sweeps started in the
-# same second never share a folder. Cached like Hydra's ${now:}, so a sweep's jobs agree.
-OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
-                                replace=True)
 
 
 def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopRequest,

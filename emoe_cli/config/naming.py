@@ -1,7 +1,10 @@
-"""A run's method name from its config alone, torch-free so that output folder names
-(`${emoe_method:}` in hydra.run.dir) resolve before any model library loads."""
+"""Output folder names: a run's method from its config alone (`${emoe_method:}`) and a few
+random hex digits (`${emoe_uid:}`), torch-free so that folder names resolve before any model
+library loads. Importing it registers both resolvers."""
 
 from __future__ import annotations
+
+import secrets
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -58,3 +61,7 @@ def folder_method(_root_: DictConfig) -> str:
 
 
 OmegaConf.register_new_resolver("emoe_method", folder_method, replace=True)
+# A few random hex digits in every output folder name, so two runs or sweeps started in the
+# same second never share a folder. Cached like Hydra's ${now:}, so a sweep's jobs agree.
+OmegaConf.register_new_resolver("emoe_uid", lambda: secrets.token_hex(2), use_cache=True,
+                                replace=True)
