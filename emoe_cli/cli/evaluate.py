@@ -136,8 +136,8 @@ def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,
 
     from emoe_cli.config.checks import validate
     from emoe_cli.evaluation.predictions import prediction_writer
-    from emoe_cli.evaluation.rebuild import check_labels, load_model, model_weights
     from emoe_cli.evaluation.scoring import score_task
+    from emoe_cli.experiment.rebuild import check_labels, load_model, model_weights
     from emoe_cli.experiment.recipe import build_accelerator
     from emoe_cli.workloads import build_workload
 

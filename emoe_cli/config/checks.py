@@ -14,12 +14,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from emoe_cli.config.naming import lora_enabled
 from emoe_cli.config.schema import LoraSchema, check_node, check_schemas
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import check_routing
 from emoe_cli.moe.profile import resolve_profile
 from emoe_cli.tracking.trackers import check_loggers
-from emoe_cli.training.lora_settings import lora_enabled
 
 
 @cache

@@ -21,7 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from emoe_cli.errors import UserError
 from emoe_cli.moe.choices import MODES, SELECTIONS, SELECTS, SPLITS
-from emoe_cli.training.lora_settings import LORA_MODES
+
+LORA_MODES = ("standard", "moe_layers", "emoe")  # lora.mode: what the adapters go on
 
 # task.metrics: the metric names a task may ask for. They live here, below both the task
 # check (data/tasks.py) and the functions that compute them (evaluation/metrics.py).

@@ -21,15 +21,12 @@ import warnings
 from omegaconf import DictConfig
 from torch import nn
 
+from emoe_cli.config.naming import lora_enabled, lora_method  # noqa: F401 (importable here)
+from emoe_cli.config.schema import LORA_MODES  # noqa: F401 (importable here)
 from emoe_cli.errors import UserError
 from emoe_cli.moe.adapters import adapter_for
 from emoe_cli.moe.layer import EMoEFeedForward
 from emoe_cli.moe.layers import resolve_layers
-from emoe_cli.training.lora_settings import (  # noqa: F401  (importable from here too)
-    LORA_MODES,
-    lora_enabled,
-    lora_method,
-)
 
 # peft's defaults cover most families; not ViT, whose attention projections are named
 # BERT-style before transformers 5 and LLaMA-style from it.
