@@ -84,6 +84,9 @@ def problem(*argv: str) -> str | None:
 
 @pytest.mark.parametrize("argv, message", [
     (["modle=minilm"], "modle is not a config group or key; closest: model"),
+    # groups come from conf/'s folders, so the newest ones are suggested too
+    (["metod=emoe"], "metod is not a config group or key; closest: method, model"),
+    (["ingrediant=official"], "closest: ingredient"),
     (["ingredient=x"], "ingredient=x is unknown; valid: clean, dense"),
     (["profile=x"], "profile=x is unknown; valid: clean, official"),
     (["trainerr.lr=1"], "trainerr.lr: trainerr is not a config group or key; closest: trainer"),
