@@ -35,6 +35,7 @@ from emoe_cli.tracking.records import (
     is_main_process,
     record_result,
     save_record,
+    start_record,
 )
 
 PROG = "emoe-eval"
@@ -116,16 +117,10 @@ def record_method(cfg: DictConfig, source: Source) -> str:
 
 
 def new_record(cfg: DictConfig, source: Source) -> RunRecord:
-    record = RunRecord(task=cfg.task.name, model=cfg.model.name,
-                       method=record_method(cfg, source), seed=cfg.seed,
-                       config=OmegaConf.to_container(cfg, resolve=True))
-    record.extra["profile"] = OmegaConf.select(cfg, "profile.name", default="clean")
-    record.extra["evaluated"] = {"kind": source.kind, "path": str(source.folder.absolute()),
-                                 "run": str(source.run_record) if source.run_record else None}
-    if cfg.moe.enabled and source.kind != "dense":
-        record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
-                                       f"layers {cfg.moe.layers})")
-    return record
+    evaluated = {"kind": source.kind, "path": str(source.folder.absolute()),
+                 "run": str(source.run_record) if source.run_record else None}
+    return start_record(cfg, record_method(cfg, source),
+                        converted=cfg.moe.enabled and source.kind != "dense", evaluated=evaluated)
 
 
 def evaluate_source(cfg: DictConfig, source: Source, record: RunRecord,

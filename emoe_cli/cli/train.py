@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from emoe_cli.config.checks import validate
 from emoe_cli.config.naming import folder_method  # noqa: F401 (registers the folder resolvers)
@@ -42,6 +42,7 @@ from emoe_cli.tracking.records import (
     is_main_process,
     record_result,
     save_record,
+    start_record,
 )
 from emoe_cli.tracking.summary import summary_table
 from emoe_cli.tracking.trackers import start_tracker
@@ -70,13 +71,7 @@ def run_experiment(cfg: DictConfig, record: RunRecord, tracker, stop: StopReques
 
 
 def new_record(cfg: DictConfig) -> RunRecord:
-    record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method_name(cfg),
-                       seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
-    record.extra["profile"] = OmegaConf.select(cfg, "profile.name", default="clean")
-    if cfg.moe.enabled:
-        record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
-                                       f"layers {cfg.moe.layers})")
-    return record
+    return start_record(cfg, method_name(cfg), converted=cfg.moe.enabled)
 
 
 def output_folders(cfg: DictConfig, output_dir: str | Path,

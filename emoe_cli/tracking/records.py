@@ -48,6 +48,21 @@ class RunRecord:
         return {**record, **extra}
 
 
+def start_record(cfg, method: str, converted: bool, **notes: Any) -> RunRecord:
+    """A record before anything ran: what runs (task, model, `method`, seed, profile, the
+    resolved config, any `notes`) and, for a `converted` model, its experts for the summary
+    line."""
+    from omegaconf import OmegaConf
+
+    record = RunRecord(task=cfg.task.name, model=cfg.model.name, method=method, seed=cfg.seed,
+                       config=OmegaConf.to_container(cfg, resolve=True))
+    record.extra["profile"] = OmegaConf.select(cfg, "profile.name", default="clean")
+    record.extra.update(notes)
+    if converted:
+        record.extra["moe_summary"] = (f" (N={cfg.moe.num_experts}, k={cfg.moe.top_k}, "
+                                       f"layers {cfg.moe.layers})")
+    return record
+
 class Unset(Enum):
     """A result field its step never set: the key stays out of results.json (None is a value)."""
 
